@@ -1,0 +1,5 @@
+import sys
+
+from daer.cli import main
+
+sys.exit(main())

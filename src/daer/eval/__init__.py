@@ -1,0 +1,1 @@
+"""Evaluation: retrieval, zero-shot and attribute metrics, and benchmarks."""

@@ -1,0 +1,1 @@
+"""Models: hierarchical point encoder, text encoder, Hierarchical Attention Fusion, the two-tower model."""

@@ -1,0 +1,1 @@
+"""Visualisation: point-cloud renders, contact sheets and attention heat maps."""

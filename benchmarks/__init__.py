@@ -1,0 +1,1 @@
+"""Benchmarks: each writes its section of benchmarks/RESULTS.md through ``benchmarks.report``."""

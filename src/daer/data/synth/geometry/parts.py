@@ -1,0 +1,95 @@
+"""Shared mesh primitives for the Align3D-Synth builders: boxes, cylinders, cones, spheres, lathes.
+
+All points are world coordinates (+z up, front facing -y). Every primitive is a closed triangle mesh;
+builders concatenate them with :func:`merge` (parts may overlap, only the surface is sampled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import trimesh
+from trimesh.creation import box as _box
+from trimesh.creation import cylinder as _cylinder
+from trimesh.creation import icosphere, revolve
+from trimesh.geometry import align_vectors
+
+Vec = Sequence[float] | np.ndarray
+
+
+def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """One float drawn uniformly from ``[lo, hi)``: the nuisance range of a dimension."""
+    return float(rng.uniform(lo, hi))
+
+
+def box(center: Vec, size: Vec) -> trimesh.Trimesh:
+    """An axis-aligned box of extents ``size`` (x, y, z) centred at ``center``."""
+    mesh = _box(extents=np.asarray(size, dtype=float))
+    mesh.apply_translation(np.asarray(center, dtype=float))
+    return mesh
+
+
+def box_between(lo: Vec, hi: Vec) -> trimesh.Trimesh:
+    """An axis-aligned box spanning the corners ``lo`` and ``hi``."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    return box((lo + hi) / 2.0, np.abs(hi - lo))
+
+
+def _segment_transform(p0: Vec, p1: Vec) -> tuple[np.ndarray, float]:
+    """Rigid transform taking the +z axis from the origin onto ``p0 -> p1``, and the segment length."""
+    p0, p1 = np.asarray(p0, dtype=float), np.asarray(p1, dtype=float)
+    axis = p1 - p0
+    length = float(np.linalg.norm(axis))
+    if length <= 1e-12:
+        raise ValueError(f"degenerate segment {p0.tolist()} -> {p1.tolist()}")
+    matrix = align_vectors([0.0, 0.0, 1.0], axis / length)
+    matrix[:3, 3] = p0
+    return matrix, length
+
+
+def cylinder_between(p0: Vec, p1: Vec, radius: float, sections: int = 16) -> trimesh.Trimesh:
+    """A capped cylinder of ``radius`` whose axis runs from ``p0`` to ``p1``."""
+    return _cylinder(radius=radius, sections=sections, segment=np.array([p0, p1], dtype=float))
+
+
+def lathe(profile: Vec, sections: int = 24) -> trimesh.Trimesh:
+    """Revolve a (radius, z) polyline about the +z axis (start and end on the axis for a closed solid)."""
+    return revolve(np.asarray(profile, dtype=float), sections=sections)
+
+
+def cone_between(p0: Vec, p1: Vec, r0: float, r1: float, sections: int = 16) -> trimesh.Trimesh:
+    """A capped frustum from radius ``r0`` at ``p0`` to ``r1`` at ``p1`` (``r1=0`` gives a cone)."""
+    matrix, length = _segment_transform(p0, p1)
+    mesh = lathe([(0.0, 0.0), (r0, 0.0), (r1, length), (0.0, length)], sections=sections)
+    mesh.apply_transform(matrix)
+    return mesh
+
+
+def sphere(center: Vec, radius: float, subdivisions: int = 2) -> trimesh.Trimesh:
+    """An icosphere of ``radius`` centred at ``center``."""
+    mesh = icosphere(subdivisions=subdivisions, radius=radius)
+    mesh.apply_translation(np.asarray(center, dtype=float))
+    return mesh
+
+
+def ellipsoid(center: Vec, radii: Vec, subdivisions: int = 2) -> trimesh.Trimesh:
+    """An axis-aligned ellipsoid with semi-axes ``radii`` (x, y, z) centred at ``center``."""
+    mesh = icosphere(subdivisions=subdivisions, radius=1.0)
+    mesh.apply_scale(np.asarray(radii, dtype=float))
+    mesh.apply_translation(np.asarray(center, dtype=float))
+    return mesh
+
+
+def rotate_z(mesh: trimesh.Trimesh, angle: float, about: Vec = (0.0, 0.0, 0.0)) -> trimesh.Trimesh:
+    """Rotate a mesh in place by ``angle`` radians about the vertical axis through ``about``; returns it."""
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(angle, [0.0, 0.0, 1.0], point=about))
+    return mesh
+
+
+def merge(parts: Iterable[trimesh.Trimesh]) -> trimesh.Trimesh:
+    """Concatenate parts into one mesh (no boolean union: overlapping parts keep their own faces)."""
+    parts = [p for p in parts if p is not None and len(p.faces) > 0]
+    if not parts:
+        raise ValueError("no parts to merge")
+    return trimesh.util.concatenate(parts)

@@ -1,0 +1,86 @@
+"""MCTS against exhaustive search on small discrete spaces with known optima."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daer.train.mcts import UCTSearch
+from daer.train.policy_search import coordinate_ascent, exhaustive_search, mcts_search, random_search
+
+
+def _quadratic(target: tuple[int, ...], weights: tuple[float, ...]):
+    def reward(a: tuple[int, ...]) -> float:
+        return -sum(w * (x - t) ** 2 for x, t, w in zip(a, target, weights, strict=True))
+
+    return reward
+
+
+def _coupled(seed: int, depth: int = 5):
+    """A reward with pairwise interactions, so depths cannot be optimised independently."""
+    rng = np.random.default_rng(seed)
+    unary = rng.normal(size=(depth, 5))
+    pair = rng.normal(size=(depth - 1, 5, 5))
+
+    def reward(a: tuple[int, ...]) -> float:
+        return float(sum(unary[d, a[d]] for d in range(depth)) + sum(pair[d, a[d], a[d + 1]] for d in range(depth - 1)))
+
+    return reward
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_quadratic_optimum_with_a_fraction_of_the_space(seed: int) -> None:
+    sizes = [5] * 5  # 3,125 assignments
+    reward = _quadratic((1, 4, 2, 0, 3), (1.0, 0.5, 2.0, 1.5, 0.8))
+    reference = exhaustive_search(sizes, reward)
+    result = mcts_search(sizes, reward, budget=500, seed=seed)
+    assert result.best == reference.best
+    assert result.best_reward == pytest.approx(reference.best_reward)
+    assert result.evaluations <= 500 < len(reference.rewards) / 4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_finds_coupled_optimum(seed: int) -> None:
+    sizes = [5] * 5
+    reward = _coupled(seed)
+    reference = exhaustive_search(sizes, reward)
+    result = mcts_search(sizes, reward, budget=1000, seed=seed)
+    assert result.best == reference.best
+
+
+def test_tiny_space_budget_covers_it() -> None:
+    sizes = [3, 2, 3]
+    reward = _quadratic((2, 1, 0), (1.0, 1.0, 1.0))
+    result = UCTSearch(sizes, reward, seed=0).run(60)
+    assert result.best == (2, 1, 0)
+    assert result.best_reward == 0.0
+
+
+def test_deterministic_for_a_seed() -> None:
+    sizes = [4] * 4
+    reward = _coupled(7, depth=4)
+    a = mcts_search(sizes, reward, budget=100, seed=5)
+    b = mcts_search(sizes, reward, budget=100, seed=5)
+    assert a.rewards == b.rewards and a.best == b.best
+
+
+def test_baselines_respect_budget_and_find_separable_optimum() -> None:
+    sizes = [5] * 4
+    reward = _quadratic((4, 0, 3, 1), (1.0, 1.0, 1.0, 1.0))
+    coord = coordinate_ascent(sizes, reward, budget=200)
+    assert coord.best == (4, 0, 3, 1)  # separable: one sweep suffices
+    rand = random_search(sizes, reward, budget=50, seed=0)
+    assert rand.simulations == 50 and rand.evaluations <= 50
+    assert len(coordinate_ascent(sizes, reward, budget=7).rewards) <= 7
+
+
+def test_exhausts_small_space_then_stops() -> None:
+    result = UCTSearch([2, 3], lambda a: float(a[0] + a[1]), seed=0).run(100)
+    assert result.evaluations == 6 and result.simulations <= 100 and result.best == (1, 2)
+
+
+def test_rejects_bad_space_and_non_finite_reward() -> None:
+    with pytest.raises(ValueError, match="at least one option"):
+        UCTSearch([3, 0], lambda a: 0.0)
+    with pytest.raises(ValueError, match="not finite"):
+        UCTSearch([2], lambda a: float("nan")).run(1)

@@ -1,0 +1,102 @@
+"""Two gloo processes give the same loss and gradients as one process over the same global batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from daer.train.distributed import (
+    all_gather_with_grad,
+    all_reduce_grads,
+    all_reduce_mean,
+    cleanup_distributed,
+    init_distributed,
+)
+from daer.train.loss import ContrastiveLoss
+from tests.train.test_loss import Feats, max_sim
+
+GLOBAL_B, D = 8, 6
+
+
+class Toy(torch.nn.Module):
+    """Two tiny towers producing token and global features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.text = torch.nn.Linear(D, D)
+        self.shape = torch.nn.Linear(3, D)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, words: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> tuple[Feats, Feats]:
+        tok = self.text(words)  # (B, T, D)
+        m = mask.float()[..., None]
+        text = Feats(tok, mask, (tok * m).sum(1) / m.sum(1))
+        pts = self.shape(points)  # (B, N, D)
+        return text, Feats(pts, torch.ones(pts.shape[:2], dtype=torch.bool), pts.amax(1))
+
+
+def global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    words = torch.randn(GLOBAL_B, 5, D, generator=g)
+    mask = torch.ones(GLOBAL_B, 5, dtype=torch.bool)
+    mask[: GLOBAL_B // 2, 3:] = False  # rank 0's rows are shorter: their padded T differs per rank
+    mask[GLOBAL_B // 2 :, 4:] = torch.rand(GLOBAL_B // 2, 1, generator=g) > 0.5
+    points = torch.randn(GLOBAL_B, 16, 3, generator=g)
+    return words, mask, points
+
+
+def step(model: Toy, words: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+    text, shapes = model(words, mask, points)
+    out = ContrastiveLoss(pair_score=max_sim, fine_weight=0.7)(text, shapes, model.logit_scale.exp())
+    out["loss"].backward()
+    return out
+
+
+def worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    try:
+        words, mask, points = global_batch()
+        rows = slice(rank * GLOBAL_B // world, (rank + 1) * GLOBAL_B // world)
+        t_max = int(mask[rows].sum(1).max())  # each rank pads its text to its own longest caption
+        model = Toy()
+        out = step(model, words[rows, :t_max], mask[rows, :t_max], points[rows])
+        params = list(model.parameters())
+        all_reduce_grads(params)
+        gathered = all_gather_with_grad(torch.full((rank + 1, 2), float(rank)))  # uneven rows
+        result = {f"grad.{n}": p.grad for n, p in model.named_parameters()}
+        result |= {k: all_reduce_mean(v) for k, v in out.items()}
+        result["gathered"] = gathered
+        if info.is_main:
+            save_file({k: v.contiguous() for k, v in result.items()}, str(Path(out_dir) / "rank0.safetensors"))
+    finally:
+        cleanup_distributed()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_match_one(tmp_path):
+    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    got = load_file(str(tmp_path / "rank0.safetensors"))
+
+    model = Toy()
+    ref = step(model, *global_batch())
+    for k in ("loss", "loss_global", "loss_fine"):
+        assert torch.allclose(got[k], ref[k], atol=1e-5), (k, got[k], ref[k])
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[f"grad.{n}"], p.grad, atol=1e-5), n
+    assert got["gathered"].tolist() == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]

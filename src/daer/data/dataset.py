@@ -1,0 +1,379 @@
+"""Torch data set over a shard folder: points, one caption per shape per epoch, category, cached groups.
+
+Every random choice (which caption, which augmentation) is drawn from a generator seeded by
+``(seed, epoch, shape index)``, and the batch order from one seeded by ``(seed, epoch)``: the data
+a step sees depends on nothing but the step, so a resumed run and a run split over N ranks see
+exactly the shapes and captions a single uninterrupted run sees.
+
+Farthest-point sampling and kNN grouping do not change under yaw rotation or isotropic scaling
+(and barely under small jitter), so they are computed once per shape and cached (in memory, and in
+a safetensors file when a cache folder is given) instead of once per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from daer.data.shards import MANIFEST, iter_records, load_points
+from daer.errors import BadInputError
+from daer.utils.atomic import atomic_path
+from daer.utils.hashing import sha256_file
+
+GroupsFn = Callable[[torch.Tensor], Any]  # (B, N, 3) points -> groups with batch dim 0
+Key = int | tuple[int, int]  # shape index, or (epoch, shape index)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation; every transform keeps precomputed FPS/kNN groups valid.
+
+    Attributes:
+        yaw: rotate by a random angle about +z (up).
+        scale: isotropic scale drawn uniformly from this range ((1, 1) for none).
+        jitter: standard deviation of Gaussian noise per coordinate (clipped at 3 sigma; 0 for none).
+    """
+
+    yaw: bool = True
+    scale: tuple[float, float] = (0.85, 1.15)
+    jitter: float = 0.005
+
+    def apply(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Transform one (N, 3) cloud."""
+        out = points
+        if self.yaw:
+            a = rng.uniform(0.0, 2.0 * np.pi)
+            c, s = np.cos(a), np.sin(a)
+            rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+            out = out @ rot.T
+        lo, hi = self.scale
+        if hi > lo or lo != 1.0:
+            out = out * np.float32(rng.uniform(lo, hi))
+        if self.jitter > 0:
+            noise = rng.normal(0.0, self.jitter, size=out.shape)
+            out = out + np.clip(noise, -3 * self.jitter, 3 * self.jitter).astype(np.float32)
+        return out.astype(np.float32, copy=False)
+
+
+@dataclass
+class Batch:
+    """A collated batch.
+
+    Attributes:
+        indices: (B,) shape indices into the data set.
+        points: (B, N, 3) float32.
+        captions: one caption per shape.
+        categories: category per shape.
+        groups: the cached FPS/kNN groups of these shapes (None without a groups function).
+    """
+
+    indices: torch.Tensor
+    points: torch.Tensor
+    captions: list[str]
+    categories: list[str]
+    groups: Any = None
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return dataclasses.replace(
+            self, points=self.points.to(device), groups=map_tensors(self.groups, lambda t: t.to(device))
+        )
+
+
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply ``fn`` to every tensor in a tensor, dataclass, list/tuple or dict of them (others kept)."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(
+            obj, **{f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj)}
+        )
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_tensors(v, fn) for v in obj)
+    if isinstance(obj, dict):
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors of a groups object by dotted name (for the cache file)."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix or "tensor": obj}
+    out: dict[str, torch.Tensor] = {}
+    if dataclasses.is_dataclass(obj):
+        items: Sequence[tuple[str, Any]] = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, (list, tuple)):
+        items = [(str(i), v) for i, v in enumerate(obj)]
+    elif isinstance(obj, dict):
+        items = list(obj.items())
+    else:
+        return out
+    for name, value in items:
+        out.update(_flatten(value, f"{prefix}.{name}" if prefix else str(name)))
+    return out
+
+
+def _unflatten(template: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """Rebuild a groups object shaped like ``template`` from :func:`_flatten`'s output."""
+    if isinstance(template, torch.Tensor):
+        return tensors[prefix or "tensor"]
+    if dataclasses.is_dataclass(template):
+        return dataclasses.replace(
+            template,
+            **{
+                f.name: _unflatten(getattr(template, f.name), tensors, f"{prefix}.{f.name}" if prefix else f.name)
+                for f in dataclasses.fields(template)
+            },
+        )
+    if isinstance(template, (list, tuple)):
+        return type(template)(
+            _unflatten(v, tensors, f"{prefix}.{i}" if prefix else str(i)) for i, v in enumerate(template)
+        )
+    if isinstance(template, dict):
+        return {k: _unflatten(v, tensors, f"{prefix}.{k}" if prefix else str(k)) for k, v in template.items()}
+    return template
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Concatenate groups objects along the batch dim."""
+    first = parts[0]
+    flat = [_flatten(p) for p in parts]
+    return _unflatten(first, {k: torch.cat([f[k] for f in flat]) for k in flat[0]})
+
+
+class ShapeTextDataset(torch.utils.data.Dataset):
+    """Shapes of one split held in memory, with captions sampled per epoch and cached point groups.
+
+    Args:
+        ids: shape ids, one per row of ``points``.
+        points: (M, N, 3) float32.
+        captions: each shape's captions (at least one each).
+        categories: each shape's category.
+        seed: seeds caption choice and augmentation, with the epoch and shape index.
+        n_points: points per shape to serve (a fixed random subset, the same for every shape and
+            epoch, so cached groups stay valid); None keeps all N.
+        augment: training augmentation, or None.
+        groups_fn: computes FPS/kNN groups for (B, n_points, 3) points; None serves no groups.
+        groups_key: describes ``groups_fn``'s settings; part of the cache file name and check.
+        cache_dir: folder for the groups cache file (None: memory only).
+        cache_tag: identifies the data (e.g. the manifest hash and split) in the cache file name.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        points: np.ndarray,
+        captions: Sequence[Sequence[str]],
+        categories: Sequence[str],
+        *,
+        seed: int = 0,
+        n_points: int | None = None,
+        augment: Augment | None = None,
+        groups_fn: GroupsFn | None = None,
+        groups_key: str = "",
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_tag: str = "",
+        groups_chunk: int = 256,
+    ) -> None:
+        points = np.asarray(points)
+        if points.ndim != 3 or points.shape[2] != 3:
+            raise BadInputError(f"points must have shape (M, N, 3), got {points.shape}")
+        m = len(points)
+        if not (len(ids) == len(captions) == len(categories) == m):
+            raise BadInputError(
+                f"ids ({len(ids)}), captions ({len(captions)}), categories ({len(categories)}) and "
+                f"points ({m}) must have one entry per shape"
+            )
+        if m == 0:
+            raise BadInputError("the data set is empty")
+        for i, caps in enumerate(captions):
+            if not caps:
+                raise BadInputError(f"shape {ids[i]!r} has no caption")
+        n_all = points.shape[1]
+        if n_points is not None and not 1 <= n_points <= n_all:
+            raise BadInputError(f"n_points must be in 1..{n_all} (points per stored shape), got {n_points}")
+        if n_points is not None and n_points < n_all:
+            subset = np.sort(np.random.default_rng(0).permutation(n_all)[:n_points])
+            points = points[:, subset]
+        self.ids = list(ids)
+        self.points = np.ascontiguousarray(points, dtype=np.float32)  # (M, n, 3)
+        self.captions = [list(c) for c in captions]
+        self.categories = list(categories)
+        self.seed = int(seed)
+        self.augment = augment
+        self.groups = None
+        if groups_fn is not None:
+            self.groups = self._load_or_compute_groups(groups_fn, groups_key, cache_dir, cache_tag, groups_chunk)
+
+    @classmethod
+    def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train", **kwargs: Any) -> ShapeTextDataset:
+        """Read one split of a shard folder (points in one pass, captions and categories in another)."""
+        ids, points = load_points(data_dir, split)
+        if not ids:
+            raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
+        captions, categories = [], []
+        for i, rec in enumerate(iter_records(data_dir, split, columns=["category", "captions"])):
+            if i >= len(ids) or rec.id != ids[i]:
+                raise BadInputError(f"{data_dir}: records of split {split!r} changed order while reading")
+            captions.append(rec.captions)
+            categories.append(rec.category)
+        kwargs.setdefault("cache_tag", f"{split}-{sha256_file(Path(data_dir) / MANIFEST)[:16]}")
+        return cls(ids, points, captions, categories, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    # ------------------------------------------------------------------------------------------
+    # groups cache
+
+    def _load_or_compute_groups(self, groups_fn: GroupsFn, key: str, cache_dir: Any, tag: str, chunk: int) -> Any:
+        m, n = self.points.shape[:2]
+        digest = hashlib.sha256(json.dumps([key, tag, m, n]).encode()).hexdigest()[:16]
+        template = groups_fn(torch.from_numpy(self.points[:1]))
+        path = Path(cache_dir) / f"groups-{digest}.safetensors" if cache_dir is not None else None
+        if path is not None and path.is_file():
+            try:
+                tensors = load_file(str(path))
+                expected = _flatten(template)
+                if set(tensors) == set(expected) and all(
+                    tensors[k].shape[0] == m and tensors[k].shape[1:] == expected[k].shape[1:] for k in expected
+                ):
+                    return _unflatten(template, tensors)
+            except Exception:  # a damaged cache is recomputed, never trusted
+                pass
+        parts = [template]
+        for start in range(1, m, chunk):
+            parts.append(groups_fn(torch.from_numpy(self.points[start : start + chunk])))
+        groups = _cat(parts)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                flat = {k: v.contiguous() for k, v in _flatten(groups).items()}
+                save_file(flat, str(tmp), metadata={"key": key, "tag": tag})
+        return groups
+
+    # ------------------------------------------------------------------------------------------
+    # items
+
+    def _rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, index])
+
+    def _item(self, key: Key) -> tuple[int, np.ndarray, str]:
+        epoch, index = (0, key) if isinstance(key, (int, np.integer)) else key
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"shape index {index} out of range 0..{len(self) - 1}")
+        rng = self._rng(int(epoch), index)
+        caps = self.captions[index]
+        caption = caps[int(rng.integers(len(caps)))]
+        pts = self.points[index]
+        if self.augment is not None:
+            pts = self.augment.apply(pts, rng)
+        return index, pts, caption
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups`` (or None)."""
+        index, pts, caption = self._item(key)
+        groups = map_tensors(self.groups, lambda t: t[index]) if self.groups is not None else None
+        return {
+            "index": index,
+            "points": torch.from_numpy(np.array(pts)),
+            "caption": caption,
+            "category": self.categories[index],
+            "groups": groups,
+        }
+
+    def __getitems__(self, keys: Sequence[Key]) -> Batch:
+        """A whole batch at once (the DataLoader calls this instead of ``__getitem__`` per key)."""
+        items = [self._item(k) for k in keys]
+        idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
+        pts = torch.from_numpy(np.stack([p for _, p, _ in items]))  # (B, N, 3)
+        groups = map_tensors(self.groups, lambda t: t[idx]) if self.groups is not None else None
+        return Batch(idx, pts, [c for _, _, c in items], [self.categories[i] for i in idx.tolist()], groups)
+
+
+def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:
+    """DataLoader ``collate_fn``: passes a :class:`Batch` through, stacks a list of items."""
+    if isinstance(items, Batch):
+        return items
+    groups = None
+    if items and items[0]["groups"] is not None:
+        groups = _cat([map_tensors(it["groups"], lambda t: t[None]) for it in items])
+    return Batch(
+        torch.tensor([it["index"] for it in items], dtype=torch.long),
+        torch.stack([it["points"] for it in items]),
+        [it["caption"] for it in items],
+        [it["category"] for it in items],
+        groups,
+    )
+
+
+@dataclass
+class EpochBatchSampler:
+    """Batches of ``(epoch, index)`` keys, endless, starting at any step.
+
+    Each epoch is a permutation seeded by ``(seed, epoch)``, cut into global batches of
+    ``batch_size * world`` (the incomplete tail is dropped); rank r takes rows
+    ``[r * batch_size, (r + 1) * batch_size)`` of each, so the ranks' batches concatenated in rank
+    order are the single-process batch. Resuming at ``start_step`` yields exactly what an
+    uninterrupted run yields from that step on.
+    """
+
+    n: int
+    batch_size: int
+    seed: int = 0
+    rank: int = 0
+    world: int = 1
+    start_step: int = 0
+    _perm_cache: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise BadInputError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.rank < self.world:
+            raise BadInputError(f"rank {self.rank} outside world size {self.world}")
+        if self.batches_per_epoch == 0:
+            raise BadInputError(
+                f"global batch {self.batch_size} x {self.world} ranks exceeds the {self.n} shapes of the data set"
+            )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world)
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, batch within epoch) of a global step."""
+        return divmod(step, self.batches_per_epoch)
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perm_cache:
+            self._perm_cache.clear()
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm_cache[epoch] = torch.randperm(self.n, generator=g)
+        return self._perm_cache[epoch]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """This rank's keys for global step ``step``."""
+        epoch, b = self.position(step)
+        g = self.batch_size * self.world
+        start = b * g + self.rank * self.batch_size
+        rows = self._perm(epoch)[start : start + self.batch_size].tolist()
+        return [(epoch, i) for i in rows]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1

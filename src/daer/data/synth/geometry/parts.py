@@ -53,6 +53,15 @@ def cylinder_between(p0: Vec, p1: Vec, radius: float, sections: int = 16) -> tri
     return _cylinder(radius=radius, sections=sections, segment=np.array([p0, p1], dtype=float))
 
 
+def beam_between(p0: Vec, p1: Vec, width: float, depth: float) -> trimesh.Trimesh:
+    """A box beam from ``p0`` to ``p1`` with cross-section ``width`` x ``depth`` (x, y before it is tilted)."""
+    matrix, length = _segment_transform(p0, p1)
+    mesh = _box(extents=[width, depth, length])
+    mesh.apply_translation([0.0, 0.0, length / 2.0])
+    mesh.apply_transform(matrix)
+    return mesh
+
+
 def lathe(profile: Vec, sections: int = 24) -> trimesh.Trimesh:
     """Revolve a (radius, z) polyline about the +z axis (start and end on the axis for a closed solid)."""
     return revolve(np.asarray(profile, dtype=float), sections=sections)

@@ -1,0 +1,450 @@
+"""Data sets on disk: Parquet shards (pyarrow) plus a ``manifest.json`` that checksums every shard.
+
+A data set is a folder::
+
+    manifest.json           schema version, source, seed, n_points, counts, categories, shards + sha256
+    shard-000000.parquet    rows: id, category, attributes (JSON), captions, split, points, normals, source, extra
+    shard-000001.parquet    ...
+
+``points`` and ``normals`` are fixed-size lists of N*3 floats (float32, or float16 when asked for);
+every shape of one data set has the same N. Readers stream shard by shard, so memory stays bounded
+by one shard whatever the size of the data set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from daer.data.record import SPLITS, ShapeRecord
+from daer.errors import BadInputError, IntegrityError
+from daer.utils.atomic import atomic_path, write_json
+from daer.utils.hashing import sha256_file
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.parquet$")
+POINT_DTYPES = ("float32", "float16")
+COLUMNS = ("id", "category", "attributes", "captions", "split", "points", "normals", "source", "extra")
+_REQUIRED_MANIFEST_KEYS = ("schema_version", "source", "n_points", "n", "counts", "categories", "shards")
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index`` (``shard-000042.parquet``)."""
+    if index < 0:
+        raise BadInputError(f"shard index must be >= 0, got {index}")
+    return f"shard-{index:06d}.parquet"
+
+
+def _check_record(rec: ShapeRecord, n_points: int | None) -> np.ndarray:
+    """Validate one record; return its points as (N, 3)."""
+    where = f"record {rec.id!r}"
+    if not isinstance(rec.id, str) or not rec.id:
+        raise BadInputError(f"record with empty or non-string id: {rec.id!r}")
+    if rec.split not in SPLITS:
+        raise BadInputError(f"{where}: split {rec.split!r} is not one of {', '.join(SPLITS)}")
+    if not isinstance(rec.attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in rec.attributes.items()
+    ):
+        raise BadInputError(f"{where}: attributes must map strings to strings, got {rec.attributes!r}")
+    if not rec.captions or not all(isinstance(c, str) and c.strip() for c in rec.captions):
+        raise BadInputError(f"{where}: needs at least one caption and no empty captions")
+    pts = np.asarray(rec.points)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise BadInputError(f"{where}: points must have shape (N, 3), got {pts.shape}")
+    if n_points is not None and len(pts) != n_points:
+        raise BadInputError(f"{where}: has {len(pts)} points but this data set holds {n_points} per shape")
+    if not np.isfinite(pts).all():
+        raise BadInputError(f"{where}: points contain NaN or infinite values")
+    if rec.normals is not None and np.shape(rec.normals) != pts.shape:
+        raise BadInputError(f"{where}: normals shape {np.shape(rec.normals)} differs from points {pts.shape}")
+    return pts
+
+
+def _float_lists(blocks: np.ndarray, dtype: str, mask: np.ndarray | None = None) -> pa.Array:
+    """(R, N, 3) array -> fixed-size list array of N*3 values per row (rows where ``mask`` is True are null)."""
+    values = pa.array(np.ascontiguousarray(blocks, dtype=dtype).reshape(-1))
+    if mask is not None and mask.any():
+        return pa.FixedSizeListArray.from_arrays(values, blocks.shape[1] * 3, mask=pa.array(mask))
+    return pa.FixedSizeListArray.from_arrays(values, blocks.shape[1] * 3)
+
+
+def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float32") -> pa.Table:
+    """Validate records and pack them into one Arrow table (the shard row layout)."""
+    if points_dtype not in POINT_DTYPES:
+        raise BadInputError(f"points dtype must be one of {POINT_DTYPES}, got {points_dtype!r}")
+    if not records:
+        raise BadInputError("a shard needs at least one record")
+    n_points = len(np.asarray(records[0].points))
+    seen: set[str] = set()
+    pts = np.empty((len(records), n_points, 3), dtype=points_dtype)  # (R, N, 3)
+    nrm = np.zeros_like(pts)
+    missing = np.ones(len(records), dtype=bool)
+    for i, rec in enumerate(records):
+        pts[i] = _check_record(rec, n_points)
+        if rec.id in seen:
+            raise BadInputError(f"duplicate id {rec.id!r} in one shard")
+        seen.add(rec.id)
+        if rec.normals is not None:
+            nrm[i] = rec.normals
+            missing[i] = False
+    normals = _float_lists(nrm, points_dtype, mask=missing)
+    if missing.all():
+        normals = pa.nulls(len(records), normals.type)
+    return pa.table(
+        {
+            "id": pa.array([r.id for r in records], pa.string()),
+            "category": pa.array([r.category for r in records], pa.string()),
+            "attributes": pa.array([json.dumps(r.attributes) for r in records], pa.string()),
+            "captions": pa.array([list(r.captions) for r in records], pa.list_(pa.string())),
+            "split": pa.array([r.split for r in records], pa.string()),
+            "points": _float_lists(pts, points_dtype),
+            "normals": normals,
+            "source": pa.array([r.source for r in records], pa.string()),
+            "extra": pa.array([json.dumps(r.extra) for r in records], pa.string()),
+        }
+    )
+
+
+def write_shard(
+    out_dir: str | os.PathLike[str],
+    shard_index: int,
+    records: Sequence[ShapeRecord],
+    points_dtype: str = "float32",
+) -> dict[str, Any]:
+    """Write one shard atomically (temporary file, checksum, rename).
+
+    Returns:
+        the shard entry ``{"file", "rows", "sha256", "n_points", "splits": {split: count},
+        "categories": {name: count}}``.
+    """
+    table = records_to_table(records, points_dtype)
+    path = Path(out_dir) / shard_name(shard_index)
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            table, tmp, compression="zstd", row_group_size=len(records), use_dictionary=["category", "split"]
+        )
+        digest = sha256_file(tmp)
+    splits = Counter(r.split for r in records)
+    return {
+        "file": path.name,
+        "rows": len(records),
+        "sha256": digest,
+        "n_points": len(np.asarray(records[0].points)),
+        "splits": {s: splits.get(s, 0) for s in SPLITS},
+        "categories": dict(sorted(Counter(r.category for r in records).items())),
+    }
+
+
+def assemble_manifest(
+    source: str, entries: Sequence[dict[str, Any]], created: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Build a manifest from shard entries (as ``write_shard`` returns them), in the given order."""
+    counts = {s: 0 for s in SPLITS}
+    categories: Counter[str] = Counter()
+    n_points = {e["n_points"] for e in entries}
+    if len(n_points) > 1:
+        raise BadInputError(f"shards hold different point counts per shape: {sorted(n_points)}")
+    for e in entries:
+        for s in SPLITS:
+            counts[s] += e["splits"].get(s, 0)
+        categories.update(e["categories"])
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "n_points": n_points.pop() if n_points else extra.pop("n_points", 0),
+        "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    extra.pop("n_points", None)
+    manifest.update(extra)
+    manifest.update(
+        {
+            "n": sum(counts.values()),
+            "counts": counts,
+            "categories": dict(sorted(categories.items())),
+            "shards": [{k: e[k] for k in ("file", "rows", "sha256", "splits")} for e in entries],
+        }
+    )
+    return manifest
+
+
+def write_manifest(out_dir: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically; returns its path."""
+    path = Path(out_dir) / MANIFEST
+    write_json(path, manifest)
+    return path
+
+
+def read_manifest(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a data set's manifest.
+
+    Raises:
+        IntegrityError: no manifest, unreadable JSON, unknown schema version or missing keys.
+    """
+    path = Path(data_dir) / MANIFEST
+    if not Path(data_dir).is_dir():
+        raise IntegrityError(f"{data_dir}: no such data set folder")
+    if not path.is_file():
+        raise IntegrityError(f"{path}: missing; {data_dir} is not a daer data set (or its build did not finish)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path}: unreadable manifest ({e})") from e
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{path}: manifest is not a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise IntegrityError(f"{path}: unknown schema_version {version!r} (this daer reads version {SCHEMA_VERSION})")
+    missing = [k for k in _REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise IntegrityError(f"{path}: manifest lacks {', '.join(missing)}")
+    return manifest
+
+
+def verify_dataset(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check every shard's SHA-256 against the manifest; returns the manifest.
+
+    Raises:
+        IntegrityError: naming the first missing or damaged shard.
+    """
+    manifest = read_manifest(data_dir)
+    for entry in manifest["shards"]:
+        _verify_shard(Path(data_dir), entry)
+    return manifest
+
+
+def _verify_shard(data_dir: Path, entry: dict[str, Any]) -> None:
+    path = data_dir / entry["file"]
+    if not path.is_file():
+        raise IntegrityError(f"{path}: shard listed in the manifest is missing")
+    if sha256_file(path) != entry["sha256"]:
+        raise IntegrityError(f"{path}: shard is damaged (sha256 differs from the manifest)")
+
+
+def _read_shard(data_dir: Path, entry: dict[str, Any], columns: list[str], verify: bool) -> pa.Table:
+    if verify:
+        _verify_shard(data_dir, entry)
+    path = data_dir / entry["file"]
+    try:
+        table = pq.read_table(path, columns=columns)
+    except FileNotFoundError as e:
+        raise IntegrityError(f"{path}: shard listed in the manifest is missing") from e
+    except (pa.ArrowException, OSError) as e:
+        raise IntegrityError(f"{path}: unreadable shard ({e})") from e
+    if table.num_rows != entry["rows"]:
+        raise IntegrityError(f"{path}: holds {table.num_rows} rows, manifest says {entry['rows']}")
+    return table
+
+
+def _shards_for(manifest: dict[str, Any], split: str | None) -> list[dict[str, Any]]:
+    if split is None:
+        return list(manifest["shards"])
+    if split not in SPLITS:
+        raise BadInputError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    # Entries carry per-split counts, so shards without any row of the split are never opened.
+    return [e for e in manifest["shards"] if e.get("splits", {}).get(split, 1) > 0]
+
+
+def _float_block(column: pa.ChunkedArray, n_points: int) -> np.ndarray:
+    """Fixed-size-list column -> writable (R, N, 3) float32 (null rows become NaN)."""
+    arr = column.combine_chunks()
+    rows, width = len(arr), n_points * 3
+    if arr.null_count == rows:
+        return np.full((rows, n_points, 3), np.nan, dtype=np.float32)
+    # Child values keep a slot for every row, null or not; slice by the array's own offset.
+    values = arr.values.slice(arr.offset * width, rows * width)
+    block = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(rows, n_points, 3)
+    if arr.null_count:
+        block[np.asarray(arr.is_null())] = np.nan
+    return block
+
+
+def iter_records(
+    data_dir: str | os.PathLike[str],
+    split: str | None = None,
+    columns: Iterable[str] | None = None,
+    verify: bool = False,
+) -> Iterator[ShapeRecord]:
+    """Stream records shard by shard (memory bounded by one shard).
+
+    Args:
+        data_dir: data set folder.
+        split: keep only this split (None: all).
+        columns: columns to read (default all); ``points`` left out gives (0, 3) arrays, which makes
+            caption-only passes cheap.
+        verify: check each shard's SHA-256 before reading it.
+    """
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    wanted = list(COLUMNS) if columns is None else list(dict.fromkeys(["id", "split", *columns]))
+    unknown = [c for c in wanted if c not in COLUMNS]
+    if unknown:
+        raise BadInputError(f"unknown column(s) {', '.join(unknown)}; shards hold {', '.join(COLUMNS)}")
+    n_points = int(manifest["n_points"])
+    for entry in _shards_for(manifest, split):
+        table = _read_shard(data_dir, entry, wanted, verify)
+        if split is not None:
+            table = table.filter(pc.equal(table["split"], split))
+        if table.num_rows == 0:
+            continue
+        cols = {name: table[name] for name in wanted}
+        pts = _float_block(cols["points"], n_points) if "points" in cols else None
+        nrm = None
+        if "normals" in cols and cols["normals"].null_count < table.num_rows:
+            nrm_null = np.asarray(cols["normals"].is_null())
+            nrm = _float_block(cols["normals"], n_points)
+        py = {name: cols[name].to_pylist() for name in wanted if name not in ("points", "normals")}
+        empty = np.zeros((0, 3), dtype=np.float32)
+        for i in range(table.num_rows):
+            yield ShapeRecord(
+                id=py["id"][i],
+                category=py["category"][i] if "category" in py else "",
+                attributes=json.loads(py["attributes"][i]) if "attributes" in py else {},
+                captions=list(py["captions"][i]) if "captions" in py else [],
+                split=py["split"][i],
+                points=pts[i] if pts is not None else empty,
+                normals=None if nrm is None or nrm_null[i] else nrm[i],
+                source=py["source"][i] if "source" in py else "",
+                extra=json.loads(py["extra"][i]) if "extra" in py else {},
+            )
+
+
+def load_split(data_dir: str | os.PathLike[str], split: str) -> list[ShapeRecord]:
+    """All records of one split, in data set order."""
+    return list(iter_records(data_dir, split=split))
+
+
+def load_points(data_dir: str | os.PathLike[str], split: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Fast path for training and indexing: ids and one (M, N, 3) float32 array of a split.
+
+    Reads only the id, split and points columns and fills a preallocated array shard by shard.
+    """
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    n_points = int(manifest["n_points"])
+    entries = _shards_for(manifest, split)
+    total = int(manifest["n"] if split is None else manifest["counts"].get(split, 0))
+    out = np.empty((total, n_points, 3), dtype=np.float32)  # (M, N, 3)
+    ids: list[str] = []
+    for entry in entries:
+        table = _read_shard(data_dir, entry, ["id", "split", "points"], verify=False)
+        if split is not None:
+            table = table.filter(pc.equal(table["split"], split))
+        rows = table.num_rows
+        if len(ids) + rows > total:
+            raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
+        if rows:
+            out[len(ids) : len(ids) + rows] = _float_block(table["points"], n_points)
+            ids.extend(table["id"].to_pylist())
+    if len(ids) != total:
+        raise IntegrityError(f"{data_dir}: shards hold {len(ids)} {split or 'all'} rows, manifest counts {total}")
+    return ids, out
+
+
+class DatasetWriter:
+    """Write records into shards of ``shard_size`` and a manifest at the end.
+
+    Use as a context manager: on error the shards written so far are removed and no manifest is
+    written, so a half-written folder never looks like a data set.
+
+    Args:
+        out_dir: target folder (created); must not already hold a data set unless ``overwrite``.
+        source: what produced the records ("synth", "import:meshes", "modelnet40-h5", ...).
+        shard_size: records per shard.
+        points_dtype: "float32" (default) or "float16".
+        overwrite: replace an existing data set in ``out_dir``.
+        **manifest_extra: more manifest keys (seed, generator, n_points for an empty set, ...).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        source: str,
+        shard_size: int = 1000,
+        *,
+        points_dtype: str = "float32",
+        overwrite: bool = False,
+        **manifest_extra: Any,
+    ) -> None:
+        if shard_size < 1:
+            raise BadInputError(f"shard_size must be >= 1, got {shard_size}")
+        if points_dtype not in POINT_DTYPES:
+            raise BadInputError(f"points dtype must be one of {POINT_DTYPES}, got {points_dtype!r}")
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise BadInputError(f"{self.out_dir}: exists and is not a folder")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        old = [p for p in self.out_dir.iterdir() if p.name == MANIFEST or SHARD_PATTERN.match(p.name)]
+        if old and not overwrite:
+            raise BadInputError(f"{self.out_dir}: already holds a data set; choose an empty folder")
+        for p in old:
+            p.unlink()
+        self.source = source
+        self.shard_size = shard_size
+        self.points_dtype = points_dtype
+        self.manifest_extra = manifest_extra
+        self._buffer: list[ShapeRecord] = []
+        self._entries: list[dict[str, Any]] = []
+        self._ids: set[str] = set()
+        self._n_points: int | None = None
+        self._closed = False
+
+    def add(self, record: ShapeRecord) -> None:
+        """Queue one record; a shard is written each time ``shard_size`` records are queued."""
+        if self._closed:
+            raise BadInputError("DatasetWriter is already finished")
+        pts = _check_record(record, self._n_points)
+        if record.id in self._ids:
+            raise BadInputError(f"duplicate id {record.id!r}")
+        self._ids.add(record.id)
+        self._n_points = len(pts)
+        self._buffer.append(record)
+        if len(self._buffer) >= self.shard_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            entry = write_shard(self.out_dir, len(self._entries), self._buffer, self.points_dtype)
+            self._entries.append(entry)
+            self._buffer = []
+
+    def finish(self) -> dict[str, Any]:
+        """Write the last shard and the manifest; returns the manifest."""
+        if self._closed:
+            raise BadInputError("DatasetWriter is already finished")
+        self._flush()
+        if not self._entries:
+            raise BadInputError(f"{self.out_dir}: no records were written")
+        manifest = assemble_manifest(self.source, self._entries, points_dtype=self.points_dtype, **self.manifest_extra)
+        write_manifest(self.out_dir, manifest)
+        self._closed = True
+        return manifest
+
+    def abort(self) -> None:
+        """Remove the shards written so far; no manifest is written."""
+        for e in self._entries:
+            (self.out_dir / e["file"]).unlink(missing_ok=True)
+        self._entries, self._buffer, self._closed = [], [], True
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.finish()

@@ -1,0 +1,79 @@
+"""``daer data import``: users' meshes with a captions CSV, or a public data set by format name.
+
+Added to the ``data`` group by ``daer.cli.data`` (this module has no ``register`` on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from daer.errors import BadInputError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """``"1048576"``, ``"512K"``, ``"256M"``, ``"2G"`` (binary units) -> bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M)")
+    return int(float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2).lower() or "_"))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from daer.data.formats import FORMATS
+    from daer.data.importer import import_format, import_meshes
+
+    common = {
+        "n_points": args.points,
+        "seed": args.seed,
+        "max_bytes": args.max_bytes,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
+    if args.format is not None:
+        if args.source is None or args.meshes is not None:
+            raise BadInputError(f"--format {args.format} takes --source PATH (not --meshes)")
+        summary = import_format(
+            args.format, args.source, args.out, captions=args.captions, shape_names=args.shape_names, **common
+        )
+    else:
+        if args.meshes is None or args.captions is None:
+            raise BadInputError(f"give --meshes DIR --captions CSV, or --format {{{','.join(FORMATS)}}} --source PATH")
+        summary = import_meshes(
+            args.meshes, args.captions, args.out, timeout=args.timeout, workers=args.workers, **common
+        )
+    print(summary.format())
+    if summary.imported == 0:
+        raise BadInputError(f"nothing was imported; reasons in {summary.rejected_path}")
+    return 0
+
+
+def add_parser(data_sub: argparse._SubParsersAction) -> None:
+    """Add ``import`` to the ``daer data`` subcommands."""
+    from daer.data.formats import FORMATS
+    from daer.data.mesh_io import DEFAULT_MAX_BYTES
+
+    p = data_sub.add_parser(
+        "import",
+        help="import meshes with captions, or a public data set",
+        description="Either --meshes DIR --captions CSV (columns file, caption[, category, attributes, split, "
+        "id]) or --format NAME --source PATH. Rows that cannot be used go to OUT/rejected.jsonl.",
+    )
+    p.add_argument("--meshes", help="folder the CSV's file paths are relative to")
+    p.add_argument("--captions", help="captions CSV (meshes; cap3d; text2shape) or uid->text JSON/CSV (openshape-npy)")
+    p.add_argument("--format", choices=list(FORMATS), help="public data set format")
+    p.add_argument("--source", help="the format's shape data: .h5 file or folder, .npy folder, points/mesh folder")
+    p.add_argument("--shape-names", help="modelnet40-h5 class names (default: shape_names.txt beside the data)")
+    p.add_argument("--out", required=True, help="data set folder to create")
+    p.add_argument("--points", type=int, default=2048, help="points per shape (default 2048)")
+    p.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
+    p.add_argument(
+        "--max-bytes", type=parse_bytes, default=DEFAULT_MAX_BYTES, help="skip larger files, e.g. 256M (default 256M)"
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per file before it is skipped (default 30)")
+    p.add_argument("--workers", type=int, default=1, help="loader processes for --meshes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_import)

@@ -1,0 +1,70 @@
+"""Text2Shape: human descriptions of ShapeNet chairs and tables (CSV with ``modelId``, ``description``,
+``category``) plus a shape file per model id (``<modelId>.<ext>`` or ShapeNet's
+``<modelId>/models/model_normalized.obj``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from daer.data.formats import (
+    FileGroup,
+    RejectFn,
+    Rejection,
+    caption_or_reject,
+    ignore_rejection,
+    index_files,
+    load_groups,
+    read_csv_rows,
+)
+from daer.data.mesh_io import DEFAULT_MAX_BYTES, SUPPORTED_EXTS
+from daer.data.record import ShapeRecord
+from daer.errors import BadInputError
+
+
+def load_text2shape(
+    captions: str | os.PathLike[str],
+    shapes_dir: str | os.PathLike[str],
+    n_points: int = 2048,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    on_reject: RejectFn = ignore_rejection,
+) -> Iterator[ShapeRecord]:
+    """Stream Text2Shape models: descriptions of one model merged, category lower-cased, seeded split.
+
+    Args:
+        captions: ``captions.tablechair.csv`` (header with at least ``modelId`` and ``description``).
+        shapes_dir: folder searched (recursively) for each model's mesh or point file.
+        n_points: points per shape.
+        seed: sampling and split seed.
+        max_bytes: larger files are rejected unread.
+        on_reject: receives each row that cannot be used.
+
+    Raises:
+        BadInputError: unreadable CSV, missing columns or missing shapes folder.
+    """
+    captions = Path(captions)
+    names, rows = read_csv_rows(captions)
+    missing = [c for c in ("modelid", "description") if c not in names]
+    if missing:
+        raise BadInputError(f"{captions}: missing column(s) {', '.join(missing)} (header: {', '.join(names)})")
+    groups: dict[str, FileGroup] = {}
+    for line, row, error in rows:
+        if row is None:
+            on_reject(Rejection(line, captions.name, error, "malformed-row"))
+            continue
+        uid = row["modelid"].strip()
+        if not uid:
+            on_reject(Rejection(line, captions.name, "empty modelId", "no-file"))
+            continue
+        text = caption_or_reject(row["description"], line, uid, on_reject)
+        if text is None:
+            continue
+        g = groups.setdefault(uid, FileGroup(uid, [], [], row.get("category", "").strip().lower()))
+        g.rows.append(line)
+        if text not in g.captions:
+            g.captions.append(text)
+    files = index_files(shapes_dir, SUPPORTED_EXTS)
+    yield from load_groups(groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject)

@@ -1,0 +1,361 @@
+"""Load a mesh or point file as a normalised point cloud, rejecting bad input with a clear reason.
+
+Meshes go through trimesh (OBJ, PLY, STL, OFF, GLB/GLTF with scenes flattened by their transforms,
+3MF when trimesh's optional readers are installed) and are sampled area-weighted; point files
+(``.npy``, ``.npz``, ``.xyz``/``.txt``/``.pts``, ``.pt``, PLY point clouds) are resampled. Every
+result is centred and scaled to the unit sphere. Every failure is a :class:`BadFileError` (a
+``BadInputError``) whose ``code`` names the kind of failure, so importers can count them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import pickle
+import stat
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from daer.data.sampling import normalize_unit_sphere, resample_points, sample_surface
+from daer.errors import BadInputError
+
+MESH_EXTS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf", ".3mf")
+POINT_EXTS: tuple[str, ...] = (".npy", ".npz", ".xyz", ".txt", ".pts", ".pt")
+SUPPORTED_EXTS: tuple[str, ...] = MESH_EXTS + POINT_EXTS
+DEFAULT_MAX_BYTES = 256 * 2**20
+_POINT_KEYS = ("xyz", "points", "pos", "coords", "data")
+_OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF")
+
+
+class BadFileError(BadInputError):
+    """A file that cannot become a point cloud.
+
+    Attributes:
+        code: short machine-readable kind ("missing", "empty", "too-large", "unsupported", "unreadable",
+            "non-finite", "degenerate", "no-geometry", "not-a-file").
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_points(
+    path: str | os.PathLike[str],
+    n_points: int = 2048,
+    rng: np.random.Generator | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a mesh or point file and return ``n_points`` points on the unit sphere.
+
+    Args:
+        path: the file; its extension picks the reader, its first bytes are checked against it.
+        n_points: points to return (>= 1).
+        rng: sampling randomness; a fixed default seed when None.
+        max_bytes: files larger than this are refused before reading.
+
+    Returns:
+        points (n_points, 3) float32 centred and scaled so the farthest point has norm 1, and unit
+        normals (n_points, 3) float32 for meshes (None for point files).
+
+    Raises:
+        BadFileError: missing, empty, oversize, unsupported, unreadable, non-finite or degenerate input.
+    """
+    if n_points < 1:
+        raise ValueError(f"n_points must be >= 1, got {n_points}")
+    path = Path(path)
+    rng = np.random.default_rng(0) if rng is None else rng
+    ext = _check_file(path, max_bytes)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # hostile files make trimesh and NumPy warn; the reason is raised instead
+            if ext in MESH_EXTS:
+                return _load_mesh_points(path, ext, n_points, rng)
+            return normalize_cloud(_read_point_file(path, ext, max_bytes), n_points, rng), None
+    except BadFileError as e:
+        if str(e).startswith(path.name):
+            raise
+        raise BadFileError(e.code, f"{path.name}: {e}") from None
+    except BadInputError as e:
+        raise BadFileError("degenerate", f"{path.name}: {e}") from e
+    except FileNotFoundError as e:
+        raise BadFileError("unreadable", f"{path.name}: a file it refers to is missing: {e}") from e
+    except Exception as e:  # any parser failure on hostile bytes is a bad file, not a crash
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {type(e).__name__}: {msg}") from e
+
+
+def _check_file(path: Path, max_bytes: int) -> str:
+    """Cheap checks before any parsing: existence, kind, size, extension, magic bytes. Returns the extension."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise BadFileError("missing", f"{path}: file not found") from None
+    except OSError as e:
+        raise BadFileError("missing", f"{path}: cannot stat: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadFileError("not-a-file", f"{path}: not a regular file")
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTS:
+        raise BadFileError("unsupported", f"{path.name}: unsupported extension {ext or '(none)'!r}")
+    if ext == ".3mf" and "3mf" not in trimesh.available_formats():
+        raise BadFileError("unsupported", f"{path.name}: 3MF needs trimesh's optional readers (lxml, networkx)")
+    if st.st_size == 0:
+        raise BadFileError("empty", f"{path.name}: empty file")
+    if st.st_size > max_bytes:
+        raise BadFileError("too-large", f"{path.name}: {st.st_size} bytes is over the limit of {max_bytes}")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    _check_magic(path.name, ext, head)
+    return ext
+
+
+def _check_magic(name: str, ext: str, head: bytes) -> None:
+    """Refuse content that cannot be what its extension says (cheap: the first 4 KiB only)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and ext in (".obj", ".off"):
+        head = head.decode("utf-16", errors="replace").encode("utf-8")
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    expect = {
+        ".glb": (head.startswith(b"glTF"), "a binary glTF 'glTF' header"),
+        ".ply": (head.startswith(b"ply"), "a 'ply' header"),
+        ".npy": (head.startswith(b"\x93NUMPY"), "a NumPy header"),
+        ".npz": (head.startswith(b"PK"), "a zip header"),
+        ".pt": (head.startswith(b"PK"), "a zip header (torch.save format)"),
+        ".3mf": (head.startswith(b"PK"), "a zip header"),
+        ".gltf": (stripped.startswith(b"{"), "a JSON object"),
+        ".off": (any(stripped.upper().startswith(h) for h in _OFF_HEADERS) or stripped.startswith(b"#"), "'OFF'"),
+    }
+    if ext in expect and not expect[ext][0]:
+        raise BadFileError("unreadable", f"{name}: not a {ext[1:].upper()} file (expected {expect[ext][1]})")
+    if ext in (".obj", ".xyz", ".txt", ".pts", ".off", ".gltf") and b"\x00" in head:
+        raise BadFileError("unreadable", f"{name}: binary bytes in a text {ext[1:].upper()} file")
+
+
+def _check_gltf(path: Path, ext: str) -> None:
+    """Refuse glTF 1.0 and required extensions trimesh cannot decode, with a reason rather than zeros."""
+    with open(path, "rb") as f:
+        if ext == ".glb":
+            header = f.read(20)
+            if len(header) < 20:
+                raise BadFileError("unreadable", f"{path.name}: truncated GLB header")
+            version, _, chunk_len, chunk_type = struct.unpack("<4xIIII", header)
+            if version != 2:
+                raise BadFileError("unsupported", f"{path.name}: binary glTF version {version} (only glTF 2 is read)")
+            if chunk_type != 0x4E4F534A:  # "JSON"
+                raise BadFileError("unreadable", f"{path.name}: GLB does not start with a JSON chunk")
+            raw = f.read(chunk_len)
+        else:
+            raw = f.read()
+    doc = json.loads(raw.decode("utf-8-sig"))
+    if not isinstance(doc, dict):
+        raise BadFileError("unreadable", f"{path.name}: glTF JSON is not an object")
+    version = str((doc.get("asset") or {}).get("version", "")) if isinstance(doc.get("asset"), dict) else ""
+    if not version.startswith("2"):
+        raise BadFileError("unsupported", f"{path.name}: glTF version {version or '(none)'!r} (only glTF 2 is read)")
+    required = doc.get("extensionsRequired") or []
+    if isinstance(required, list) and "KHR_draco_mesh_compression" in required and not _has_module("DracoPy"):
+        raise BadFileError("unsupported", f"{path.name}: Draco-compressed glTF needs the DracoPy package")
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _text_source(path: Path) -> str | io.BytesIO:
+    """OBJ/OFF text re-encoded as UTF-8 when it is UTF-16 (with a BOM) or a legacy 8-bit encoding."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return io.BytesIO(raw.decode("utf-16").encode("utf-8"))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return io.BytesIO(raw.decode("latin-1").encode("utf-8"))  # e.g. material names in cp1252
+    return str(path)
+
+
+def _load_mesh_points(path: Path, ext: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    if ext in (".gltf", ".glb"):
+        _check_gltf(path, ext)
+    source = _text_source(path) if ext in (".obj", ".off") else str(path)
+    kwargs = {"skip_materials": True} if ext in (".obj", ".ply", ".glb", ".gltf") else {}
+    scene = trimesh.load_scene(source, file_type=ext[1:], process=False, **kwargs)
+    meshes: list[trimesh.Trimesh] = []
+    clouds: list[np.ndarray] = []
+    for geom in scene.dump(concatenate=False):  # transforms applied: the scene is flattened
+        if isinstance(geom, trimesh.Trimesh):
+            if len(geom.faces):
+                meshes.append(geom)
+            elif len(geom.vertices):
+                clouds.append(np.asarray(geom.vertices, dtype=np.float64))
+        elif isinstance(geom, trimesh.PointCloud) and len(geom.vertices):
+            clouds.append(np.asarray(geom.vertices, dtype=np.float64))
+    if not meshes and not clouds:
+        raise BadFileError("no-geometry", f"{path.name}: no triangles or points in the file")
+    if meshes:
+        mesh = _combine(path.name, meshes)
+        if mesh is not None:
+            points, normals = sample_surface(mesh, n, rng)
+            points = _normalize_sample(points, np.asarray(mesh.vertices)[mesh.faces.ravel()])
+            normals = normals if np.isfinite(normals).all() else None
+            return points, normals
+        if not clouds:
+            raise BadFileError("degenerate", f"{path.name}: zero surface area (every triangle is degenerate)")
+    return normalize_cloud(np.concatenate(clouds), n, rng), None
+
+
+def _combine(name: str, meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh | None:
+    """One mesh pre-normalised to the unit sphere (so areas cannot overflow); None when it has no area."""
+    verts, faces, offset = [], [], 0
+    for m in meshes:
+        v = np.asarray(m.vertices, dtype=np.float64)
+        f = np.asarray(m.faces, dtype=np.int64)
+        if f.ndim != 2 or f.shape[1] != 3 or f.min() < 0 or f.max() >= len(v):
+            raise BadFileError("unreadable", f"{name}: a face refers to a vertex that does not exist")
+        verts.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+    vertices = np.concatenate(verts)
+    faces_all = np.concatenate(faces)
+    used = vertices[np.unique(faces_all)]
+    if not np.isfinite(used).all():
+        raise BadFileError("non-finite", f"{name}: vertices with NaN or infinite coordinates")
+    centre = (used.min(axis=0) + used.max(axis=0)) / 2.0
+    radius = float(np.linalg.norm(used - centre, axis=1).max())
+    if not np.isfinite(radius) or radius <= 1e-12:
+        return None
+    mesh = trimesh.Trimesh(vertices=(vertices - centre) / radius, faces=faces_all, process=False, validate=False)
+    area = float(mesh.area_faces.sum())
+    return mesh if np.isfinite(area) and area > 1e-12 else None
+
+
+def _normalize_sample(sample: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Normalise the sample itself; a tiny sample that collapses to one point uses the full geometry's frame."""
+    try:
+        return normalize_unit_sphere(sample)
+    except BadInputError:
+        full = np.asarray(full, dtype=np.float64)
+        centre = (full.min(axis=0) + full.max(axis=0)) / 2.0
+        radius = float(np.linalg.norm(full - centre, axis=1).max())
+        return ((sample - centre) / radius).astype(np.float32)
+
+
+def normalize_cloud(points: np.ndarray, n_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Validate a raw (N, 3+) cloud (extra columns dropped), resample it to ``n_points`` and normalise.
+
+    Returns:
+        (n_points, 3) float32 on the unit sphere.
+
+    Raises:
+        BadFileError: wrong shape or type ("unreadable"), no points ("no-geometry"), NaN/inf
+            ("non-finite"), all points coinciding ("degenerate").
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise BadFileError("unreadable", f"expected (N, 3) points, got shape {points.shape}")
+    if len(points) == 0:
+        raise BadFileError("no-geometry", "no points")
+    if not np.issubdtype(points.dtype, np.number) or np.iscomplexobj(points):
+        raise BadFileError("unreadable", f"points of type {points.dtype} are not real numbers")
+    points = points[:, :3].astype(np.float64)
+    if not np.isfinite(points).all():
+        raise BadFileError("non-finite", "points with NaN or infinite coordinates")
+    try:
+        full = normalize_unit_sphere(points)
+    except BadInputError as e:
+        raise BadFileError("degenerate", f"single-point geometry ({e})") from None
+    return _normalize_sample(resample_points(full, n_points, rng), full)
+
+
+def _read_point_file(path: Path, ext: str, max_bytes: int) -> np.ndarray:
+    """The (N, 3) coordinates of a point file (extra columns such as colours or normals dropped)."""
+    if ext in (".xyz", ".txt", ".pts"):
+        text = path.read_bytes().decode("utf-8", errors="strict").replace(",", " ")
+        arr = np.loadtxt(io.StringIO(text), dtype=np.float64, comments="#", ndmin=2)
+    elif ext == ".npy":
+        arr = _points_from(read_npy(path), path.name)
+    elif ext == ".npz":
+        with zipfile.ZipFile(path) as z:
+            total = sum(i.file_size for i in z.infolist())
+        if total > 4 * max_bytes:
+            raise BadFileError("too-large", f"{path.name}: {total} bytes uncompressed is over 4x the size limit")
+        with np.load(path, allow_pickle=False) as npz:
+            arr = _points_from({k: npz[k] for k in npz.files}, path.name)
+    else:  # .pt: torch.save output, read without unpickling arbitrary objects
+        import torch
+
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = {k: v.numpy() for k, v in obj.items()} if isinstance(obj, dict) else obj.numpy()
+        arr = _points_from(obj, path.name)
+    return arr
+
+
+def _points_from(obj: object, name: str) -> np.ndarray:
+    """Coordinates from an array (N, C>=3) or (C, N) with C in {3, 6}, or a dict holding one under a known key."""
+    if isinstance(obj, dict):
+        key = next((k for k in _POINT_KEYS if k in obj), None)
+        if key is None:
+            arrays = [k for k, v in obj.items() if isinstance(v, np.ndarray)]
+            if len(arrays) != 1:
+                raise BadFileError("unreadable", f"{name}: no point array (looked for keys {', '.join(_POINT_KEYS)})")
+            key = arrays[0]
+        obj = obj[key]
+    arr = np.asarray(obj)
+    if arr.ndim == 2 and arr.shape[1] < 3 and arr.shape[0] in (3, 6):
+        arr = arr.T
+    elif arr.ndim == 2 and arr.shape[0] in (3, 6) and arr.shape[1] > 6 and arr.shape[1] not in (3, 6):
+        arr = arr.T  # channel-first clouds such as Cap3D's (6, 16384)
+    if arr.ndim != 2 or arr.shape[1] < 3:
+        raise BadFileError("unreadable", f"{name}: expected an (N, 3+) point array, got shape {arr.shape}")
+    return arr[:, :3]
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only; any other class is refused (no code runs)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "dict"),
+        ("builtins", "list"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_npy(path: str | os.PathLike[str]) -> np.ndarray | dict:
+    """Read a ``.npy`` file; object arrays (e.g. OpenShape's pickled dicts) go through a NumPy-only unpickler.
+
+    Returns:
+        the array, or the dict stored in a 0-d object array.
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        if not dtype.hasobject:
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+        obj = _NumpyOnlyUnpickler(f).load()
+    arr = np.asarray(obj, dtype=object) if not isinstance(obj, np.ndarray) else obj
+    if arr.shape == () and isinstance(arr.item(), dict):
+        return arr.item()
+    if shape == () and isinstance(obj, dict):
+        return obj
+    raise BadFileError("unreadable", f"{Path(path).name}: object array of shape {shape} is not a point dict")

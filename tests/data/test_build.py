@@ -9,30 +9,15 @@ import numpy as np
 import pytest
 
 from daer.data.build import BUILD_LOG, build_synth
-from daer.data.record import SPLITS, ShapeRecord
 from daer.data.shards import DatasetWriter, iter_records, verify_dataset
+from daer.data.synth.generator import generate_record, shape_id
 from daer.errors import BadInputError
 
-GEN = "tests.data.test_build:fake_record"
 N_POINTS = 128
 
 
-def fake_record(index: int, seed: int, n_points: int) -> ShapeRecord:
-    rng = np.random.default_rng([seed, index])
-    return ShapeRecord(
-        id=f"synth-{index:07d}",
-        category=("chair", "lamp")[index % 2],
-        attributes={"legs": "3"},
-        captions=["a chair"],
-        split=SPLITS[index % 3],
-        points=rng.standard_normal((n_points, 3)).astype(np.float32),
-        normals=rng.standard_normal((n_points, 3)).astype(np.float32),
-        source="synth",
-    )
-
-
 def build(out: Path, n: int = 10, **kw) -> dict:
-    kw = {"n_points": N_POINTS, "seed": 0, "workers": 1, "shard_size": 4, "progress": False, "generator": GEN, **kw}
+    kw = {"n_points": N_POINTS, "seed": 0, "workers": 1, "shard_size": 4, "progress": False, **kw}
     return build_synth(out, n, **kw)
 
 
@@ -47,9 +32,10 @@ def test_build_layout_and_order(tmp_path: Path) -> None:
     assert sum(manifest["counts"].values()) == 10 and sum(manifest["categories"].values()) == 10
     verify_dataset(tmp_path)
     recs = list(iter_records(tmp_path))
-    assert [r.id for r in recs] == [f"synth-{i:07d}" for i in range(10)]  # shard i holds [i*s, (i+1)*s)
-    ref = fake_record(7, 0, N_POINTS)
+    assert [r.id for r in recs] == [shape_id(i, 0) for i in range(10)]  # shard i holds [i*s, (i+1)*s)
+    ref = generate_record(7, 0, N_POINTS)
     assert np.array_equal(recs[7].points, ref.points)
+    assert (recs[7].category, recs[7].attributes, recs[7].captions) == (ref.category, ref.attributes, ref.captions)
     assert recs[7].normals is None  # normals are off by default
 
 
@@ -103,7 +89,7 @@ def test_changed_settings_refused(tmp_path: Path) -> None:
 
 def test_refuses_foreign_data_set(tmp_path: Path) -> None:
     with DatasetWriter(tmp_path, source="import") as w:
-        w.add(fake_record(0, 0, N_POINTS))
+        w.add(generate_record(0, 0, N_POINTS))
     with pytest.raises(BadInputError, match="already holds a data set"):
         build(tmp_path)
 

@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl")
+OBJECTS = ("lamp", "mug", "bowl", "vase")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -77,6 +77,18 @@ def z_profile(points: np.ndarray, step: float = 0.02) -> tuple[np.ndarray, np.nd
     r = np.zeros(len(edges) - 1)
     np.maximum.at(r, idx, radial(points))
     return (edges[:-1] + edges[1:]) / 2, r
+
+
+def slabs(p: np.ndarray, step: float = 0.04, min_points: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal slabs with enough points: their centre z, and min and max width over directions."""
+    out = []
+    for z in np.arange(p[:, 2].min(), p[:, 2].max(), step):
+        xy = band(p, z, z + step)[:, :2]
+        if len(xy) >= min_points:
+            w = widths(xy)
+            out.append((z + step / 2, w.min(), w.max()))
+    zc, wmin, wmax = np.array(out).T
+    return zc, wmin, wmax
 
 
 # ---------------------------------------------------------------- probes, one per attribute
@@ -143,9 +155,54 @@ def bowl_foot(p: np.ndarray) -> str:
     return "yes" if (axis[:, 2].min() - p[:, 2].min()) / diameter > 0.03 else "no"
 
 
+def median_radius(p: np.ndarray, step: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+    """Slab centres (bottom up) and the median distance from the axis in each non-empty slab.
+
+    The median follows the main surface and ignores thin parts (handles) that hold fewer points.
+    """
+    zc, r = [], []
+    for z in np.arange(p[:, 2].min(), p[:, 2].max(), step):
+        s = band(p, z, z + step)
+        if len(s) >= 5:
+            zc.append(z + step / 2)
+            r.append(np.median(radial(s)))
+    return np.array(zc), np.array(r)
+
+
+def _z_span(zc: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.ptp(zc[mask])) if mask.any() else 0.0
+
+
+def vase_body(p: np.ndarray) -> str:
+    zc, r = median_radius(p)
+    flat = _z_span(zc, r > 0.95 * r.max()) / _z_span(zc, r > 0.75 * r.max())
+    return "cylindrical" if flat > 0.7 else "round"
+
+
+def _vase_neck(p: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """z of the neck slabs (the lowest left out: it may hold the shoulder), neck radius, body radius."""
+    zc, r = median_radius(p)
+    upper = zc > np.median(p[:, 2])
+    neck_r = float(np.median(np.sort(r[upper])[: upper.sum() // 3]))  # the neck fills over a third of them
+    return zc[upper & (r < 1.35 * neck_r)][1:], neck_r, r.max()
+
+
+def vase_neck(p: np.ndarray) -> str:
+    _, neck_r, body_r = _vase_neck(p)
+    return "wide" if neck_r / body_r > 0.38 else "narrow"
+
+
+def vase_handles(p: np.ndarray) -> str:
+    neck_z, neck_r, _ = _vase_neck(p)
+    near = band(p, neck_z.min() - 0.015, neck_z.max() + 0.015)
+    far = near[radial(near) > 1.55 * neck_r]
+    return str(angular_clusters(far[:, :2])) if len(far) >= 10 else "0"
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
+    "vase": {"body": vase_body, "neck": vase_neck, "handles": vase_handles},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, write_manifest, write_shard
-from daer.errors import BadInputError, IntegrityError
+from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.utils.atomic import atomic_open, write_json
 from daer.utils.hashing import sha256_file
 
@@ -59,7 +59,10 @@ def _build_one(task: tuple[str, str, int, int, int, int, int, str, bool]) -> dic
     fn = _resolve(generator)
     records = []
     for i in range(start, stop):
-        rec = fn(i, seed, n_points)
+        try:
+            rec = fn(i, seed, n_points)
+        except DaerError as e:
+            raise type(e)(f"shape {i} (seed {seed}): {e}") from e
         if not normals:
             rec.normals = None
         records.append(rec)

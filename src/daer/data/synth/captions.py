@@ -287,11 +287,28 @@ _CLASS_PROMPTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class SpecQuery:
-    """A retrieval query naming a category and 0..k attributes; relevant shapes match all of them."""
+    """A retrieval query naming a category and 0..k attributes; relevant shapes match all of them.
+
+    ``template`` and ``variant`` say how ``text`` was rendered (always from the held-out group).
+    """
 
     text: str
     category: str
     attributes: dict[str, str] = field(default_factory=dict)
+    template: int = 0
+    variant: int = 0
+
+
+@dataclass(frozen=True)
+class CaptionDraw:
+    """One drawn caption and how to re-render it: ``render_caption(category, attributes, template, group,
+    variant) == text``. The attribute-accuracy metric swaps one value and re-renders with the same draw."""
+
+    text: str
+    attributes: dict[str, str]
+    template: int
+    group: str
+    variant: int
 
 
 def templates(group: str) -> tuple[Template, ...]:
@@ -405,10 +422,10 @@ def value_phrases(category: str, attribute: str, value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def captions_for(
+def draw_captions(
     category: str, attributes: dict[str, str], group: str, rng: np.random.Generator, n: int = 3
-) -> list[str]:
-    """``n`` captions of mixed granularity for one shape.
+) -> list[CaptionDraw]:
+    """Draw ``n`` captions of mixed granularity for one shape, keeping how each was rendered.
 
     The first caption names every attribute; the others name a random proper subset, or (at most one
     of them, each with probability 0.2) none, a category-only caption. Templates and variants are drawn
@@ -419,7 +436,7 @@ def captions_for(
         raise BadInputError(f"need at least one caption, got n={n}")
     tpl_count = n_templates(group)
     names = list(TAXONOMY[category])
-    out: list[str] = []
+    out: list[CaptionDraw] = []
     any_bare = False
     for i in range(n):
         if i == 0:
@@ -431,11 +448,22 @@ def captions_for(
             subset = [names[j] for j in sorted(rng.choice(len(names), size=k, replace=False))]
         attrs = {name: attributes[name] for name in subset}
         for _ in range(6):
-            text = render_caption(category, attrs, int(rng.integers(tpl_count)), group, int(rng.integers(1 << 16)))
-            if text not in out:
+            template, variant = int(rng.integers(tpl_count)), int(rng.integers(1 << 16))
+            text = render_caption(category, attrs, template, group, variant)
+            if all(text != d.text for d in out):
                 break
-        out.append(text)
+        out.append(CaptionDraw(text, attrs, template, group, variant))
     return out
+
+
+def captions_for(
+    category: str, attributes: dict[str, str], group: str, rng: np.random.Generator, n: int = 3
+) -> list[str]:
+    """``n`` captions of mixed granularity for one shape; the first names every attribute.
+
+    The texts of ``draw_captions`` (same arguments, same result for the same ``rng`` state).
+    """
+    return [d.text for d in draw_captions(category, attributes, group, rng, n)]
 
 
 def spec_queries(seed: int, n_per_category: int, split: str | None = "test") -> list[SpecQuery]:
@@ -465,10 +493,9 @@ def spec_queries(seed: int, n_per_category: int, split: str | None = "test") -> 
             k = int(rng.integers(0, len(names) + 1))
             chosen = [names[j] for j in sorted(rng.choice(len(names), size=k, replace=False))]
             attrs = {name: combo[name] for name in chosen}
-            text = render_caption(
-                category, attrs, int(rng.integers(n_templates("heldout"))), "heldout", int(rng.integers(1 << 16))
-            )
-            out.append(SpecQuery(text=text, category=category, attributes=attrs))
+            template, variant = int(rng.integers(n_templates("heldout"))), int(rng.integers(1 << 16))
+            text = render_caption(category, attrs, template, "heldout", variant)
+            out.append(SpecQuery(text, category, attrs, template, variant))
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from daer.data.record import ShapeRecord
 from daer.data.sampling import normalize_unit_sphere, sample_surface
-from daer.data.synth.captions import captions_for
+from daer.data.synth.captions import CaptionDraw, draw_captions
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.splits import split_of
 from daer.data.synth.taxonomy import CATEGORIES, combinations
@@ -55,6 +55,16 @@ def shape_spec(index: int, seed: int) -> tuple[str, dict[str, str]]:
 def shape_id(index: int, seed: int) -> str:
     """The record id of shape ``index``: ``synth-<seed>-<index, 8 digits>``."""
     return f"synth-{seed}-{index:08d}"
+
+
+def caption_draws(index: int, seed: int, n_captions: int = 3) -> list[CaptionDraw]:
+    """The captions of shape ``index`` with their templates and variants (what ``generate_record`` stores).
+
+    Train shapes use the train templates, val and test shapes the held-out ones. Cheap: no geometry.
+    """
+    category, attributes = shape_spec(index, seed)
+    group = "train" if split_of(category, attributes, seed) == "train" else "heldout"
+    return draw_captions(category, attributes, group, np.random.default_rng([seed, index, _CAPTIONS]), n_captions)
 
 
 def _yaw(points: np.ndarray, normals: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +117,7 @@ def generate_record(
             noise = np.clip(aug.normal(0.0, jitter, points.shape), -3.0 * jitter, 3.0 * jitter)
             points = points + noise
 
-    group = "train" if split == "train" else "heldout"
-    captions = captions_for(category, attributes, group, np.random.default_rng([seed, index, _CAPTIONS]), n_captions)
+    captions = [d.text for d in caption_draws(index, seed, n_captions)]
     return ShapeRecord(
         id=shape_id(index, seed),
         category=category,

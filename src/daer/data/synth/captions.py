@@ -358,6 +358,8 @@ def _join(items: list[str], how: str) -> str:
 
 def _article(word: str) -> str:
     w = word.lower()
+    if not w:
+        return "a"
     if w.startswith(("one", "uni", "use", "usu", "eu")):
         return "a"
     if w[:1] in "aeio" or (w[:1] == "u") or w.startswith(("8", "11", "18", "hour", "honest")):

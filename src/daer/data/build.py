@@ -20,6 +20,8 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,13 +131,18 @@ def _valid(out_dir: Path, entry: dict[str, Any], rows: int) -> bool:
     return entry.get("rows") == rows and path.is_file() and sha256_file(path) == entry.get("sha256")
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool; the next run resumes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run(tasks: list[tuple], workers: int, mp_context: str | None) -> Iterator[dict[str, Any]]:
     if workers == 1 or len(tasks) == 1:
         for t in tasks:
             yield _build_one(t)
         return
     ctx = mp.get_context(mp_context)
-    with ctx.Pool(min(workers, len(tasks))) as pool:
+    with ctx.Pool(min(workers, len(tasks)), initializer=_ignore_sigint) as pool:
         yield from pool.imap_unordered(_build_one, tasks)
 
 
@@ -212,6 +219,8 @@ def build_synth(
             for i in todo  # in index order, so a partial build holds a prefix of the data set
         ]
         initial = sum(e["rows"] for e in done.values())
+        if done and progress:
+            print(f"resuming {out_dir}: {len(done)} of {n_shards} shards already built", file=sys.stderr)
         with tqdm(total=n, initial=initial, unit="shape", desc="synth", disable=not progress, smoothing=0.1) as bar:
             for entry in _run(tasks, workers, mp_context):
                 _append_log(log_path, entry)

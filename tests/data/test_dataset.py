@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDatase
 from daer.data.record import ShapeRecord
 from daer.data.shards import DatasetWriter
 from daer.errors import BadInputError
+from daer.models.pointops import precompute_groups
 
 N_SHAPES, N_POINTS = 32, 256
 
@@ -91,6 +93,18 @@ def test_augmentation_keeps_groups_valid_and_is_seeded(tmp_path):
     recomputed = fn(item["points"][None])
     assert torch.equal(recomputed.knn[0], item["groups"].knn)
     assert torch.equal(ds[(2, 4)]["points"], item["points"])
+    real = ShapeTextDataset.from_folder(
+        tmp_path / "data",
+        "train",
+        augment=aug,
+        groups_fn=partial(precompute_groups, level_sizes=[32, 8, 4], level_k=[8, 4, 4]),
+    )
+    item = real[(1, 7)]
+    fresh = precompute_groups(item["points"], level_sizes=[32, 8, 4], level_k=[8, 4, 4])
+    for lvl in range(3):
+        assert torch.equal(fresh.centers[lvl], item["groups"].centers[lvl])
+        assert torch.equal(fresh.neighbors[lvl], item["groups"].neighbors[lvl])
+    assert item["groups"].centers[0].dtype == torch.long
     jittered = Augment(yaw=False, scale=(1.0, 1.0), jitter=0.01).apply(plain.points[4], np.random.default_rng(0))
     assert 0 < np.abs(jittered - plain.points[4]).max() <= 0.03 + 1e-6
 

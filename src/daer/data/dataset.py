@@ -146,6 +146,18 @@ def _unflatten(template: Any, tensors: dict[str, torch.Tensor], prefix: str = ""
     return template
 
 
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """Index tensors kept in int16 (or int32) in memory and on disk; served as int64."""
+    if t.is_floating_point() or t.numel() == 0:
+        return t
+    return t.to(torch.int16) if int(t.max()) < 2**15 and int(t.min()) >= -(2**15) else t.to(torch.int32)
+
+
+def _take(groups: Any, index: torch.Tensor | int) -> Any:
+    """Rows ``index`` of every cached tensor, index tensors widened to int64."""
+    return map_tensors(groups, lambda t: t[index] if t.is_floating_point() else t[index].long())
+
+
 def _cat(parts: list[Any]) -> Any:
     """Concatenate groups objects along the batch dim."""
     first = parts[0]
@@ -256,7 +268,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         parts = [template]
         for start in range(1, m, chunk):
             parts.append(groups_fn(torch.from_numpy(self.points[start : start + chunk])))
-        groups = _cat(parts)
+        groups = map_tensors(_cat(parts), _compact)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
@@ -286,7 +298,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: Key) -> dict[str, Any]:
         """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups`` (or None)."""
         index, pts, caption = self._item(key)
-        groups = map_tensors(self.groups, lambda t: t[index]) if self.groups is not None else None
+        groups = _take(self.groups, index) if self.groups is not None else None
         return {
             "index": index,
             "points": torch.from_numpy(np.array(pts)),
@@ -300,7 +312,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         items = [self._item(k) for k in keys]
         idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
         pts = torch.from_numpy(np.stack([p for _, p, _ in items]))  # (B, N, 3)
-        groups = map_tensors(self.groups, lambda t: t[idx]) if self.groups is not None else None
+        groups = _take(self.groups, idx) if self.groups is not None else None
         return Batch(idx, pts, [c for _, _, c in items], [self.categories[i] for i in idx.tolist()], groups)
 
 

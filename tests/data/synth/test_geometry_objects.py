@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl", "vase")
+OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -155,8 +155,8 @@ def bowl_foot(p: np.ndarray) -> str:
     return "yes" if (axis[:, 2].min() - p[:, 2].min()) / diameter > 0.03 else "no"
 
 
-def median_radius(p: np.ndarray, step: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
-    """Slab centres (bottom up) and the median distance from the axis in each non-empty slab.
+def median_radius(p: np.ndarray, step: float = 0.03, q: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+    """Slab centres (bottom up) and the ``q``-th percentile distance from the axis in each non-empty slab.
 
     The median follows the main surface and ignores thin parts (handles) that hold fewer points.
     """
@@ -165,7 +165,7 @@ def median_radius(p: np.ndarray, step: float = 0.03) -> tuple[np.ndarray, np.nda
         s = band(p, z, z + step)
         if len(s) >= 5:
             zc.append(z + step / 2)
-            r.append(np.median(radial(s)))
+            r.append(np.percentile(radial(s), q))
     return np.array(zc), np.array(r)
 
 
@@ -199,10 +199,43 @@ def vase_handles(p: np.ndarray) -> str:
     return str(angular_clusters(far[:, :2])) if len(far) >= 10 else "0"
 
 
+def longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of consecutive True values."""
+    best = run = 0
+    for m in mask:
+        run = run + 1 if m else 0
+        best = max(best, run)
+    return best
+
+
+def bottle_body(p: np.ndarray) -> str:
+    return "round" if hull_fill(height_band(p, 0.1, 0.35)[:, :2]) > 0.8 else "square"
+
+
+def _bottle_neck(p: np.ndarray, step: float = 0.03) -> tuple[np.ndarray, float]:
+    """Per-slab outer radius (80th percentile: the outer wall, not the mouth's inner one) and the neck's."""
+    zc, r = median_radius(p, step, q=80)
+    upper = r[zc > np.median(p[:, 2])]
+    return r, float(np.median(upper[upper < 1.25 * upper.min()]))
+
+
+def bottle_neck(p: np.ndarray, step: float = 0.03) -> str:
+    r, neck_r = _bottle_neck(p, step)
+    body_w = widths(height_band(p, 0.1, 0.35)[:, :2]).min()
+    return "long" if longest_run(r < 1.15 * neck_r) * step / body_w > 0.45 else "short"
+
+
+def bottle_cap(p: np.ndarray) -> str:
+    _, neck_r = _bottle_neck(p)
+    top = p[p[:, 2] > p[:, 2].max() - 0.03]
+    return "yes" if np.percentile(radial(top), 90) / neck_r > 1.15 else "no"
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
     "vase": {"body": vase_body, "neck": vase_neck, "handles": vase_handles},
+    "bottle": {"body": bottle_body, "neck": bottle_neck, "cap": bottle_cap},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

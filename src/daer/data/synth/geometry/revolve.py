@@ -77,6 +77,33 @@ def open_shell(outer: Vec, thickness: float, sections: int = 32) -> trimesh.Trim
     return revolve(loop, sections=sections)
 
 
+def loft(profile: Vec, squareness: Vec, sections: int = 32) -> trimesh.Trimesh:
+    """Like :func:`solid`, but each ring may be a rounded square instead of a circle.
+
+    Ring ``i`` is the superellipse ``|x|^n + |y|^n = r^n`` with ``n = 2 + 18 * squareness[i]``: 0 gives a
+    circle of radius ``r``, 1 a square of half-side ``r`` with slightly rounded corners. Blending
+    ``squareness`` along the profile morphs a square body into a round neck.
+    """
+    prof = _as_profile(profile)
+    sq = np.asarray(squareness, dtype=float)
+    if sq.shape != (len(prof),):
+        raise ValueError(f"squareness must have one value per profile point ({len(prof)}), got shape {sq.shape}")
+    theta = np.linspace(0.0, 2.0 * np.pi, sections, endpoint=False)
+    c, s = np.cos(theta), np.sin(theta)
+    n = 2.0 + 18.0 * np.clip(sq, 0.0, 1.0)[:, None]  # (m, 1)
+    scale = (np.abs(c) ** n + np.abs(s) ** n) ** (-1.0 / n)  # (m, sections): superellipse radius per angle
+    rad = prof[:, :1] * scale
+    verts = np.stack([rad * c, rad * s, np.broadcast_to(prof[:, 1:], rad.shape)], axis=2).reshape(-1, 3)
+    faces = []
+    for i in range(len(prof) - 1):
+        for j in range(sections):
+            a, b = i * sections + j, i * sections + (j + 1) % sections
+            faces += [[a, b, b + sections], [a, b + sections, a + sections]]
+    mesh = trimesh.Trimesh(vertices=verts, faces=np.asarray(faces))  # merges the rings collapsed on the axis
+    mesh.update_faces(mesh.nondegenerate_faces())
+    return mesh
+
+
 def arc(center: Vec, radius: float, a0: float, a1: float, u: Vec, v: Vec, n: int = 12) -> np.ndarray:
     """(n, 3) points on a circular arc ``center + radius (cos a u + sin a v)`` for ``a`` in [a0, a1]."""
     a = np.linspace(a0, a1, n)[:, None]

@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle")
+OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -36,9 +36,9 @@ def widths(xy: np.ndarray) -> np.ndarray:
     return proj.max(axis=0) - proj.min(axis=0)
 
 
-def radial(points: np.ndarray) -> np.ndarray:
-    """Distance from the vertical axis through the bounding-box centre (the origin after normalising)."""
-    return np.linalg.norm(points[:, :2], axis=1)
+def radial(points: np.ndarray, axis: np.ndarray | None = None) -> np.ndarray:
+    """Distance from a vertical axis through ``axis`` (x, y); default the bounding-box centre (the origin)."""
+    return np.linalg.norm(points[:, :2] - (0.0 if axis is None else axis), axis=1)
 
 
 def band(points: np.ndarray, lo: float, hi: float, axis: int = 2) -> np.ndarray:
@@ -60,13 +60,17 @@ def clusters_1d(values: np.ndarray, gap: float, min_size: int = 3) -> list[np.nd
     return [g for g in groups if len(g) >= min_size]
 
 
-def angular_clusters(xy: np.ndarray, bins: int = 36, min_count: int = 2) -> int:
-    """Number of separate angular sectors (circular runs of occupied bins) that 2D points fall in."""
+def angular_clusters(xy: np.ndarray, bins: int = 36) -> int:
+    """Number of separate angular sectors (circular runs of occupied 10-degree bins) that 2D points fall in.
+
+    Single empty bins inside a run are filled first, so a sparsely sampled part is not split in two.
+    """
     ang = np.arctan2(xy[:, 1], xy[:, 0])
-    hist = np.histogram(ang, bins=bins, range=(-np.pi, np.pi))[0] >= min_count
-    if hist.all():
+    occ = np.histogram(ang, bins=bins, range=(-np.pi, np.pi))[0] > 0
+    occ = occ | (np.roll(occ, 1) & np.roll(occ, -1))
+    if occ.all():
         return 1
-    return int(np.sum(hist & ~np.roll(hist, 1)))
+    return int(np.sum(occ & ~np.roll(occ, 1)))
 
 
 def z_profile(points: np.ndarray, step: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
@@ -231,11 +235,41 @@ def bottle_cap(p: np.ndarray) -> str:
     return "yes" if np.percentile(radial(top), 90) / neck_r > 1.15 else "no"
 
 
+def _rocket_axis(p: np.ndarray) -> tuple[np.ndarray, float]:
+    """Body axis (x, y) and radius from the middle of the body, where only the body and boosters are.
+
+    The narrowest width misses the boosters (they widen the body along one direction only).
+    """
+    mid = height_band(p, 0.4, 0.6)[:, :2]
+    return (mid.min(axis=0) + mid.max(axis=0)) / 2, widths(mid).min() / 2
+
+
+def rocket_fins(p: np.ndarray) -> str:
+    axis, radius = _rocket_axis(p)
+    far = p[radial(p, axis) > 2.15 * radius]  # beyond the boosters: only fins reach that far
+    return str(angular_clusters(far[:, :2] - axis))
+
+
+def rocket_boosters(p: np.ndarray) -> str:
+    axis, radius = _rocket_axis(p)
+    s = height_band(p, 0.3, 0.45)  # above the fins, below the booster tops
+    far = s[radial(s, axis) > 1.25 * radius]
+    return str(angular_clusters(far[:, :2] - axis)) if len(far) >= 10 else "0"
+
+
+def rocket_nose(p: np.ndarray) -> str:
+    axis, radius = _rocket_axis(p)
+    top = p[:, 2].max()
+    tip = radial(band(p, top - 0.65 * radius, top - 0.35 * radius), axis)  # a sharp tip holds few points
+    return "round" if len(tip) and tip.max() > 0.58 * radius else "pointed"
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
     "vase": {"body": vase_body, "neck": vase_neck, "handles": vase_handles},
     "bottle": {"body": bottle_body, "neck": bottle_neck, "cap": bottle_cap},
+    "rocket": {"fins": rocket_fins, "boosters": rocket_boosters, "nose": rocket_nose},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket")
+OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket", "tree")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -264,12 +264,29 @@ def rocket_nose(p: np.ndarray) -> str:
     return "round" if len(tip) and tip.max() > 0.58 * radius else "pointed"
 
 
+def _crown_bottom(p: np.ndarray) -> float:
+    """Height of the lowest slab at least 40% as wide as the widest: where the crown starts."""
+    zc, r = z_profile(p)
+    return float(zc[np.argmax(r > 0.4 * r.max())])
+
+
+def tree_trunk(p: np.ndarray) -> str:
+    return "tall" if (_crown_bottom(p) - p[:, 2].min()) / np.ptp(p[:, 2]) > 0.38 else "short"
+
+
+def tree_crown(p: np.ndarray) -> str:
+    z0, z1 = _crown_bottom(p), p[:, 2].max()
+    upper = radial(band(p, z0 + 0.75 * (z1 - z0), z0 + 0.85 * (z1 - z0))).max()
+    return "sphere" if upper / radial(p).max() > 0.5 else "cone"
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
     "vase": {"body": vase_body, "neck": vase_neck, "handles": vase_handles},
     "bottle": {"body": bottle_body, "neck": bottle_neck, "cap": bottle_cap},
     "rocket": {"fins": rocket_fins, "boosters": rocket_boosters, "nose": rocket_nose},
+    "tree": {"crown": tree_crown, "trunk": tree_trunk},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

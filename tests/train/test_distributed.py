@@ -18,8 +18,8 @@ from daer.train.distributed import (
     cleanup_distributed,
     init_distributed,
 )
-from daer.train.loss import ContrastiveLoss
-from tests.train.test_loss import Feats, max_sim
+from daer.train.loss import ContrastiveLoss, gather_features
+from tests.train.test_loss import Feats, two_level
 
 GLOBAL_B, D = 8, 6
 
@@ -37,7 +37,8 @@ class Toy(torch.nn.Module):
     def forward(self, words: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> tuple[Feats, Feats]:
         tok = self.text(words)  # (B, T, D)
         m = mask.float()[..., None]
-        text = Feats(tok, mask, (tok * m).sum(1) / m.sum(1))
+        words = [f"caption with {int(n)} words" for n in mask.sum(1)]
+        text = Feats(tok, mask, (tok * m).sum(1) / m.sum(1), words)
         pts = self.shape(points)  # (B, N, D)
         return text, Feats(pts, torch.ones(pts.shape[:2], dtype=torch.bool), pts.amax(1))
 
@@ -54,7 +55,7 @@ def global_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def step(model: Toy, words: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
     text, shapes = model(words, mask, points)
-    out = ContrastiveLoss(pair_score=max_sim, fine_weight=0.7)(text, shapes, model.logit_scale.exp())
+    out = ContrastiveLoss(pair_score=two_level, fine_weight=0.7)(text, shapes, model.logit_scale.exp())
     out["loss"].backward()
     return out
 
@@ -73,6 +74,10 @@ def worker(rank: int, world: int, port: int, out_dir: str) -> None:
         params = list(model.parameters())
         all_reduce_grads(params)
         gathered = all_gather_with_grad(torch.full((rank + 1, 2), float(rank)))  # uneven rows
+        text, _ = model(words[rows, :t_max], mask[rows, :t_max], points[rows])
+        full_text = gather_features(text)
+        assert full_text.words == model(words, mask, points)[0].words
+        assert full_text.tokens.shape == (GLOBAL_B, 5, D) and torch.equal(full_text.mask, mask)
         result = {f"grad.{n}": p.grad for n, p in model.named_parameters()}
         result |= {k: all_reduce_mean(v) for k, v in out.items()}
         result["gathered"] = gathered

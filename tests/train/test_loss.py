@@ -16,6 +16,10 @@ class Feats:
     tokens: torch.Tensor  # (B, T, D)
     mask: torch.Tensor  # (B, T)
     global_: torch.Tensor  # (B, D)
+    words: list[str] | None = None  # per-item Python values (gathered as a list under DDP)
+
+    def __len__(self) -> int:
+        return self.global_.shape[0]
 
 
 def max_sim(text: Feats, shapes: Feats) -> torch.Tensor:
@@ -25,6 +29,11 @@ def max_sim(text: Feats, shapes: Feats) -> torch.Tensor:
     sim = torch.einsum("atd,bnd->abtn", t, s).amax(-1)  # (Bt, Bs, T)
     m = text.mask.float()[:, None, :]
     return (sim * m).sum(-1) / m.sum(-1)
+
+
+def two_level(text: Feats, shapes: Feats) -> torch.Tensor:
+    """Per-level scores (Bt, Bs, 2): best-token cosine and global-to-global dot product."""
+    return torch.stack([max_sim(text, shapes), text.global_ @ shapes.global_.T / 4], dim=-1)
 
 
 def naive_info_nce(scores: torch.Tensor, scale: float) -> torch.Tensor:
@@ -70,6 +79,14 @@ def test_fine_term_matches_loop_reference():
     assert torch.allclose(out["loss_global"], ref_g, atol=1e-4)
     assert torch.allclose(out["loss_fine"], ref_f, atol=1e-4)
     assert torch.allclose(out["loss"], ref_g + 0.5 * ref_f, atol=1e-4)
+
+
+def test_per_level_scores_average_one_info_nce_per_level():
+    text, shapes = make(6, seed=4)
+    out = ContrastiveLoss(pair_score=two_level)(text, shapes, torch.tensor(5.0))
+    levels = two_level(text, shapes)
+    ref = (naive_info_nce(levels[..., 0], 5.0) + naive_info_nce(levels[..., 1], 5.0)) / 2
+    assert torch.allclose(out["loss_fine"], ref, atol=1e-4)
 
 
 def test_loss_falls_when_pairs_align_and_grad_reaches_temperature():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -135,6 +136,15 @@ def all_gather_sizes(n: int, device: torch.device | None = None) -> list[int]:
     out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t)
     return [int(v.item()) for v in out]
+
+
+def all_gather_list(items: list[Any]) -> list[Any]:
+    """Concatenate a list of picklable Python values from every rank, in rank order."""
+    if not _active():
+        return items
+    out: list[list[Any]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(out, items)
+    return [v for part in out for v in part]
 
 
 def _gather_padded(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Size]]:

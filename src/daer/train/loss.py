@@ -17,21 +17,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from daer.train.distributed import all_gather_sizes, all_gather_with_grad, get_rank, get_world_size
+from daer.train.distributed import all_gather_list, all_gather_sizes, all_gather_with_grad, get_rank, get_world_size
 
 T = TypeVar("T")
-PairScore = Callable[[Any, Any], torch.Tensor]  # (text, shapes) -> (Bt, Bs)
+PairScore = Callable[[Any, Any], torch.Tensor]  # (text, shapes) -> (Bt, Bs) or per level (Bt, Bs, L)
 
 
 def gather_features(features: T) -> T:
     """All-gather every tensor of a features dataclass along its batch dim (identity on one process).
 
-    Tensor fields and lists/tuples of tensors are gathered; other fields are kept as they are.
+    Tensor fields, lists/tuples of tensors and per-item lists (as long as the batch) are gathered;
+    other fields are kept as they are. The dataclass must define ``__len__`` (its batch size).
     """
     if get_world_size() == 1:
         return features
     if not dataclasses.is_dataclass(features):
         raise TypeError(f"expected a features dataclass, got {type(features).__name__}")
+    batch = len(features)  # type: ignore[arg-type]
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(features):
         value = getattr(features, f.name)
@@ -39,6 +41,8 @@ def gather_features(features: T) -> T:
             changes[f.name] = all_gather_with_grad(value)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
             changes[f.name] = type(value)(all_gather_with_grad(v) for v in value)
+        elif isinstance(value, list) and len(value) == batch:  # per-item Python values, e.g. token strings
+            changes[f.name] = all_gather_list(value)
     return dataclasses.replace(features, **changes)  # type: ignore[type-var]
 
 
@@ -46,10 +50,13 @@ def symmetric_info_nce(logits_t2s: torch.Tensor, logits_s2t: torch.Tensor, label
     """Mean of the two cross-entropies; each logits matrix holds local rows against all columns.
 
     Args:
-        logits_t2s: (B_local, B_global) local texts against every shape.
-        logits_s2t: (B_local, B_global) local shapes against every text.
+        logits_t2s: (B_local, B_global) local texts against every shape, or (B_local, B_global, L)
+            for L score matrices (the loss is then the mean over the L of them).
+        logits_s2t: the same shape, local shapes against every text.
         labels: (B_local,) the global column of each row's positive.
     """
+    if logits_t2s.dim() == 3:  # (B, B_global, L): classes already in dim 1, one target per level
+        labels = labels[:, None].expand(-1, logits_t2s.shape[2])
     return (F.cross_entropy(logits_t2s.float(), labels) + F.cross_entropy(logits_s2t.float(), labels)) / 2
 
 
@@ -57,7 +64,8 @@ class ContrastiveLoss(nn.Module):
     """Global InfoNCE plus (when ``pair_score`` is given) fine InfoNCE over pairwise HAF scores.
 
     Args:
-        pair_score: ``(text, shapes) -> (Bt, Bs)`` fine scores (e.g. ``model.score``); None for the
+        pair_score: ``(text, shapes) -> (Bt, Bs)`` fine scores, or ``(Bt, Bs, L)`` per-level scores
+            (e.g. ``model.haf.level_scores``: one InfoNCE per level, averaged); None for the
             ``global`` baseline, which then trains on the global embeddings only.
         fine_weight: weight of the fine term.
     """
@@ -104,11 +112,11 @@ class ContrastiveLoss(nn.Module):
             return {"loss": loss_global, "loss_global": loss_global.detach(), "loss_fine": zero}
         scale = logit_scale if fine_logit_scale is None else fine_logit_scale
         if world == 1:
-            fine = self.pair_score(text, shapes)  # (B, B)
-            fine_t2s, fine_s2t = fine, fine.T
+            fine = self.pair_score(text, shapes)  # (B, B[, L])
+            fine_t2s, fine_s2t = fine, fine.transpose(0, 1)
         else:
-            fine_t2s = self.pair_score(text, shapes_all)  # (B, B_global)
-            fine_s2t = self.pair_score(text_all, shapes).T  # (B, B_global)
+            fine_t2s = self.pair_score(text, shapes_all)  # (B, B_global[, L])
+            fine_s2t = self.pair_score(text_all, shapes).transpose(0, 1)  # (B, B_global[, L])
         loss_fine = symmetric_info_nce(scale * fine_t2s, scale * fine_s2t, labels)
         loss = loss_global + self.fine_weight * loss_fine
         return {"loss": loss, "loss_global": loss_global.detach(), "loss_fine": loss_fine.detach()}

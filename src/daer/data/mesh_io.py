@@ -88,7 +88,7 @@ def load_points(
     except FileNotFoundError as e:
         raise BadFileError("unreadable", f"{path.name}: a file it refers to is missing: {e}") from e
     except Exception as e:  # any parser failure on hostile bytes is a bad file, not a crash
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else "(no detail)"
         raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {type(e).__name__}: {msg}") from e
 
 
@@ -197,7 +197,10 @@ def _load_mesh_points(path: Path, ext: str, n: int, rng: np.random.Generator) ->
         elif isinstance(geom, trimesh.PointCloud) and len(geom.vertices):
             clouds.append(np.asarray(geom.vertices, dtype=np.float64))
     if not meshes and not clouds:
-        raise BadFileError("no-geometry", f"{path.name}: no triangles or points in the file")
+        raise BadFileError(
+            "no-geometry",
+            f"{path.name}: no triangles or points in the file (lines and unsupported primitives are ignored)",
+        )
     if meshes:
         mesh = _combine(path.name, meshes)
         if mesh is not None:
@@ -226,9 +229,13 @@ def _combine(name: str, meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh | None
     used = vertices[np.unique(faces_all)]
     if not np.isfinite(used).all():
         raise BadFileError("non-finite", f"{name}: vertices with NaN or infinite coordinates")
+    scale = float(np.abs(used).max())
+    if scale == 0.0:
+        return None
+    used, vertices = used / scale, vertices / scale  # |x| <= 1 first: centre and radius cannot overflow
     centre = (used.min(axis=0) + used.max(axis=0)) / 2.0
     radius = float(np.linalg.norm(used - centre, axis=1).max())
-    if not np.isfinite(radius) or radius <= 1e-12:
+    if radius <= 1e-9:
         return None
     mesh = trimesh.Trimesh(vertices=(vertices - centre) / radius, faces=faces_all, process=False, validate=False)
     area = float(mesh.area_faces.sum())
@@ -266,8 +273,9 @@ def normalize_cloud(points: np.ndarray, n_points: int, rng: np.random.Generator)
     points = points[:, :3].astype(np.float64)
     if not np.isfinite(points).all():
         raise BadFileError("non-finite", "points with NaN or infinite coordinates")
+    scale = float(np.abs(points).max())
     try:
-        full = normalize_unit_sphere(points)
+        full = normalize_unit_sphere(points / scale if scale > 0 else points)  # |x| <= 1 first: no overflow
     except BadInputError as e:
         raise BadFileError("degenerate", f"single-point geometry ({e})") from None
     return _normalize_sample(resample_points(full, n_points, rng), full)

@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket", "tree")
+OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket", "tree", "airplane")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -280,6 +280,36 @@ def tree_crown(p: np.ndarray) -> str:
     return "sphere" if upper / radial(p).max() > 0.5 else "cone"
 
 
+def _airplane_frame(p: np.ndarray) -> tuple[float, float, float, float]:
+    """Fuselage centre height and radius (mid-fuselage cross-section), wing height (at the tips), half span."""
+    y0, y1 = p[:, 1].min(), p[:, 1].max()
+    mid = p[(np.abs(p[:, 0]) < 0.04) & (np.abs(p[:, 1] - (y0 + y1) / 2) < 0.15 * (y1 - y0))]
+    half_span = np.abs(p[:, 0]).max()
+    wing_z = float(np.median(p[np.abs(p[:, 0]) > 0.8 * half_span, 2]))
+    return (mid[:, 2].max() + mid[:, 2].min()) / 2, np.ptp(mid[:, 2]) / 2, wing_z, half_span
+
+
+def airplane_engines(p: np.ndarray) -> str:
+    _, fus_r, wing_z, _ = _airplane_frame(p)
+    below = p[(p[:, 2] < wing_z - 0.3 * fus_r) & (np.abs(p[:, 0]) > 1.1 * fus_r)]  # nacelles, not the fuselage
+    return str(len(clusters_1d(below[:, 0], gap=0.045)))
+
+
+def airplane_wings(p: np.ndarray) -> str:
+    _, fus_r, wing_z, half_span = _airplane_frame(p)
+    wing = p[(np.abs(p[:, 0]) > 0.45 * half_span) & (np.abs(p[:, 2] - wing_z) < 0.3 * fus_r)]
+    slope = np.polyfit(np.abs(wing[:, 0]), wing[:, 1], 1)[0]  # backward (+y) drift of the chord per unit span
+    return "swept" if slope > 0.25 else "straight"
+
+
+def airplane_tail(p: np.ndarray) -> str:
+    fus_z, fus_r, _, half_span = _airplane_frame(p)
+    y0, y1 = p[:, 1].min(), p[:, 1].max()
+    ax = np.abs(p[:, 0])
+    stab = p[(p[:, 1] > y1 - 0.2 * (y1 - y0)) & (ax > 1.3 * fus_r) & (ax < 0.45 * half_span)]
+    return "t_tail" if np.median(stab[:, 2]) - fus_z > 1.5 * fus_r else "conventional"
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
@@ -287,6 +317,7 @@ PROBES = {
     "bottle": {"body": bottle_body, "neck": bottle_neck, "cap": bottle_cap},
     "rocket": {"fins": rocket_fins, "boosters": rocket_boosters, "nose": rocket_nose},
     "tree": {"crown": tree_crown, "trunk": tree_trunk},
+    "airplane": {"engines": airplane_engines, "wings": airplane_wings, "tail": airplane_tail},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

@@ -96,6 +96,13 @@ def rotate_z(mesh: trimesh.Trimesh, angle: float, about: Vec = (0.0, 0.0, 0.0)) 
     return mesh
 
 
+def without_faces(mesh: trimesh.Trimesh, direction: Vec) -> trimesh.Trimesh:
+    """Drop the faces whose normal points along ``direction`` (hidden caps that would only soak up samples)."""
+    unit = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+    keep = mesh.face_normals @ unit < 0.99
+    return trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+
+
 def merge(parts: Iterable[trimesh.Trimesh]) -> trimesh.Trimesh:
     """Concatenate parts into one mesh (no boolean union: overlapping parts keep their own faces)."""
     parts = [p for p in parts if p is not None and len(p.faces) > 0]

@@ -187,7 +187,7 @@ def bookshelf_back(p: np.ndarray) -> str:
 
 def cabinet_drawers(p: np.ndarray) -> str:
     """One bar handle per drawer: the front-most points form one height group per handle."""
-    return str(groups_1d(p[p[:, 1] < p[:, 1].min() + 0.045, 2], gap=0.04))
+    return str(groups_1d(p[p[:, 1] < p[:, 1].min() + 0.045, 2], gap=0.08))
 
 
 def cabinet_legs(p: np.ndarray) -> str:
@@ -241,7 +241,7 @@ PROBES: dict[str, dict[str, Callable[[np.ndarray], str]]] = {
         "armrests": chair_arms,
         "leg_shape": chair_leg_shape,
     },
-    "stool": {"legs": lambda p: count_legs(p, 0.05, 0.28), "seat": stool_seat, "height": stool_height},
+    "stool": {"legs": lambda p: count_legs(p, 0.05, 0.28, eps=0.12), "seat": stool_seat, "height": stool_height},
     "table": {"legs": lambda p: count_legs(p, 0.3, 0.55, eps=0.25), "top": table_top, "height": table_height},
     "bench": {
         "legs": lambda p: count_legs(p, 0.05, 0.3),

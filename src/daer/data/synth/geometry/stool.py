@@ -14,15 +14,15 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     size = uniform(rng, 0.32, 0.44)  # seat diameter or side
     t = uniform(rng, 0.035, 0.06)
     h = uniform(rng, 0.66, 0.82) if attributes["height"] == "tall" else uniform(rng, 0.28, 0.42)
-    r_leg = uniform(rng, 0.017, 0.026)
+    r_leg = size * uniform(rng, 0.045, 0.06)
     splay = uniform(rng, 0.0, 0.06)  # how much further out the feet are than the leg tops
 
     if attributes["seat"] == "round":
         seat = cylinder_between((0.0, 0.0, h - t), (0.0, 0.0, h), size / 2.0, sections=40)
-        top_r = size / 2.0 * uniform(rng, 0.6, 0.75)
+        top_r = size / 2.0 * uniform(rng, 0.62, 0.75)
     else:
         seat = box((0.0, 0.0, h - t / 2.0), (size, size, t))
-        top_r = size / 2.0 * np.sqrt(2.0) * uniform(rng, 0.6, 0.75)
+        top_r = size / 2.0 * np.sqrt(2.0) * uniform(rng, 0.62, 0.75)
     # Legs on the seat diagonals (4) or every 120 degrees (3), the first one at the back.
     angles = np.pi / 2.0 + 2.0 * np.pi * np.arange(n_legs) / n_legs + (np.pi / 4.0 if n_legs == 4 else 0.0)
     tops = [(top_r * np.cos(a), top_r * np.sin(a), h - t) for a in angles]

@@ -15,7 +15,7 @@ from daer.data.sampling import normalize_unit_sphere, sample_surface
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
-OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket", "tree", "airplane")
+OBJECTS = ("lamp", "mug", "bowl", "vase", "bottle", "rocket", "tree", "airplane", "car")
 SEEDS = (0, 1, 2)
 DIRS = np.stack([np.cos(np.linspace(0, np.pi, 36, endpoint=False)), np.sin(np.linspace(0, np.pi, 36, endpoint=False))])
 
@@ -310,6 +310,37 @@ def airplane_tail(p: np.ndarray) -> str:
     return "t_tail" if np.median(stab[:, 2]) - fus_z > 1.5 * fus_r else "conventional"
 
 
+def car_body(p: np.ndarray, step: float = 0.05) -> str:
+    """Roof line along the length: how much of it is at full height (van), and where (pickup: in front)."""
+    y0 = p[:, 1].min()
+    idx = ((p[:, 1] - y0) / step).astype(int)
+    top = np.full(idx.max() + 1, -np.inf)
+    np.maximum.at(top, idx, p[:, 2])
+    tall = (top - p[:, 2].min()) / np.ptp(p[:, 2]) > 0.85
+    pos = (np.nonzero(tall)[0] + 0.5) / len(tall)  # 0 at the nose, 1 at the rear
+    if tall.mean() > 0.55:
+        return "van"
+    return "pickup" if pos.mean() < 0.47 else "sedan"
+
+
+def _under_body(p: np.ndarray) -> np.ndarray:
+    """Points below the body's underside (the densest horizontal plane in the lower half): the tyres."""
+    z = p[:, 2]
+    hist, edges = np.histogram(z[z < np.median(z)], bins=np.arange(z.min(), np.median(z), 0.005))
+    underside = edges[np.argmax(hist)]
+    return p[z < z.min() + 0.85 * (underside - z.min())]
+
+
+def car_wheels(p: np.ndarray) -> str:
+    """Axles are clusters of tyre bottoms along the length; each must show a tyre on both sides."""
+    ground = _under_body(p)
+    order = np.argsort(ground[:, 1])
+    y, x = ground[order, 1], ground[order, 0]
+    axles = np.split(np.arange(len(y)), np.nonzero(np.diff(y) > 0.1)[0] + 1)
+    wheels = sum(int((x[a] > 0).sum() >= 3) + int((x[a] < 0).sum() >= 3) for a in axles)
+    return str(wheels)
+
+
 PROBES = {
     "lamp": {"shade": lamp_shade, "base": lamp_base, "height": lamp_height},
     "bowl": {"depth": bowl_depth, "foot": bowl_foot},
@@ -318,6 +349,7 @@ PROBES = {
     "rocket": {"fins": rocket_fins, "boosters": rocket_boosters, "nose": rocket_nose},
     "tree": {"crown": tree_crown, "trunk": tree_trunk},
     "airplane": {"engines": airplane_engines, "wings": airplane_wings, "tail": airplane_tail},
+    "car": {"body": car_body, "wheels": car_wheels},
     "mug": {"handle": mug_handle, "shape": mug_shape, "height": mug_height},
 }
 

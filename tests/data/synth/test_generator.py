@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 
 import numpy as np
@@ -13,16 +12,6 @@ from daer.data.synth.generator import caption_draws, generate_record, shape_id, 
 from daer.data.synth.splits import split_of
 from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY, combinations, combo_key
 from daer.errors import BadInputError
-
-
-def _has_geometry(category: str) -> bool:
-    return importlib.util.find_spec(f"daer.data.synth.geometry.{category}") is not None
-
-
-# Categories whose geometry module has not landed yet are skipped (the geometry is written elsewhere).
-GEOMETRY = [
-    pytest.param(c, marks=pytest.mark.skipif(not _has_geometry(c), reason="no geometry yet")) for c in CATEGORIES
-]
 
 
 def first_index(category: str) -> int:
@@ -65,7 +54,7 @@ def test_caption_draws_use_the_group_of_the_split():
             assert render_caption(category, d.attributes, d.template, group, d.variant) == d.text
 
 
-@pytest.mark.parametrize("category", GEOMETRY)
+@pytest.mark.parametrize("category", CATEGORIES)
 def test_generate_record_layout_and_determinism(category):
     i = first_index(category) + 19 * 3
     rec = generate_record(i, 0, n_points=512)
@@ -90,7 +79,7 @@ def test_generate_record_layout_and_determinism(category):
     assert generate_record(i, 0, n_points=256).captions == rec.captions  # point count leaves captions alone
 
 
-@pytest.mark.parametrize("category", GEOMETRY)
+@pytest.mark.parametrize("category", CATEGORIES)
 def test_augmentations_are_off_by_default_and_behave(category):
     i = first_index(category)
     plain = generate_record(i, 0, n_points=256)

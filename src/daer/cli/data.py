@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 
+from daer.cli import data_import
 from daer.data.record import SPLITS
 
 
@@ -62,5 +61,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, default=None, help="show only this split")
     p.set_defaults(func=cmd_preview)
 
-    if importlib.util.find_spec("daer.cli.data_import") is not None:
-        importlib.import_module("daer.cli.data_import").add_parser(dsub)
+    data_import.add_parser(dsub)

@@ -101,3 +101,18 @@ def test_bad_arguments(tmp_path: Path) -> None:
         build(tmp_path, workers=0)
     with pytest.raises(BadInputError, match="cannot load the shape generator"):
         build(tmp_path, generator="daer.no_such_module:generate")
+
+
+def test_changed_generator_code_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "src" / "mygen"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    code = "from daer.data.synth.generator import generate_record as make\n"
+    (pkg / "gen.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    out = tmp_path / "set"
+    first = build(out, n=3, generator="mygen.gen:make")
+    assert first["generator_version"].startswith("src-")
+    (pkg / "gen.py").write_text(code + "# a change to the generator's code\n")
+    with pytest.raises(BadInputError, match="generator_version"):
+        build(out, n=3, generator="mygen.gen:make")

@@ -15,6 +15,7 @@ bounded by one shard per worker whatever ``n`` is.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
@@ -51,8 +52,19 @@ def _resolve(spec: str) -> RecordFn:
 
 
 def _generator_version(spec: str) -> str:
+    """The generator's ``GENERATOR_VERSION``, else a digest of its package's sources.
+
+    Part of the build settings, so shards made by different generator code are never mixed on resume.
+    """
     module = importlib.import_module(spec.partition(":")[0])
-    return str(getattr(module, "GENERATOR_VERSION", getattr(module, "VERSION", "unversioned")))
+    version = getattr(module, "GENERATOR_VERSION", None)
+    if version is not None:
+        return str(version)
+    root = Path(module.__file__ or "").parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return "src-" + h.hexdigest()[:16]
 
 
 def _build_one(task: tuple[str, str, int, int, int, int, int, str, bool]) -> dict[str, Any]:
@@ -152,7 +164,7 @@ def build_synth(
     n_points: int = 2048,
     seed: int = 0,
     workers: int = 2,
-    shard_size: int = 1000,
+    shard_size: int = 500,
     progress: bool = True,
     *,
     points_dtype: str = "float32",
@@ -168,7 +180,7 @@ def build_synth(
         n_points: points per shape.
         seed: data set seed; shape ``i`` is the same for a given (i, seed, n_points) at every ``n``.
         workers: worker processes (1 builds in this process).
-        shard_size: shapes per shard.
+        shard_size: shapes per shard (small enough to balance workers and lose little on a kill).
         progress: show a tqdm progress bar.
         points_dtype: "float32" or "float16" storage.
         normals: also store normals (doubles the size on disk).

@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial import ConvexHull
 
 from daer.data.sampling import normalize_unit_sphere, sample_surface
+from daer.data.synth.geometry import revolve
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.taxonomy import TAXONOMY, combinations
 
@@ -184,11 +185,16 @@ def vase_body(p: np.ndarray) -> str:
 
 
 def _vase_neck(p: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """z of the neck slabs (the lowest left out: it may hold the shoulder), neck radius, body radius."""
+    """z of the neck slabs, neck radius, body radius.
+
+    The neck runs from the lowest to the highest narrow upper slab, less its lowest two (the shoulder's
+    edge and the well floor); slabs in between whose median the handles inflate stay in.
+    """
     zc, r = median_radius(p)
     upper = zc > np.median(p[:, 2])
     neck_r = float(np.median(np.sort(r[upper])[: upper.sum() // 3]))  # the neck fills over a third of them
-    return zc[upper & (r < 1.35 * neck_r)][1:], neck_r, r.max()
+    narrow = np.nonzero(upper & (r < 1.35 * neck_r))[0]
+    return zc[narrow[0] + 2 : narrow[-1] + 1], neck_r, r.max()
 
 
 def vase_neck(p: np.ndarray) -> str:
@@ -355,6 +361,30 @@ PROBES = {
 
 
 # ---------------------------------------------------------------- tests
+
+
+def test_revolve_helpers_match_closed_form_volumes() -> None:
+    r, h, t, n = 1.0, 2.0, 0.1, 256
+    cup = revolve.vessel([(0.0, 0.0), (r, 0.0), (r, h)], t, sections=n)
+    assert cup.is_watertight
+    assert cup.volume == pytest.approx(np.pi * (r**2 * h - (r - t) ** 2 * (h - t)), rel=1e-2)
+    ring = revolve.open_shell([(r, 0.0), (r, h)], t, sections=n)
+    assert ring.is_watertight
+    assert ring.volume == pytest.approx(np.pi * (r**2 - (r - t) ** 2) * h, rel=1e-2)
+    rod = revolve.tube(np.stack([np.zeros(5), np.zeros(5), np.linspace(0.0, h, 5)], axis=1), 0.2, sections=64)
+    assert rod.is_watertight
+    assert rod.volume == pytest.approx(np.pi * 0.2**2 * h, rel=1e-2)
+    column = [(0.0, 0.0), (r, 0.0), (r, h), (0.0, h)]
+    assert revolve.loft(column, [0.0] * 4, sections=n).volume == pytest.approx(np.pi * r**2 * h, rel=1e-2)
+    # superellipse |x|^20 + |y|^20 = 1 has area 4 G(1.05)^2 / G(1.1) = 3.985
+    assert revolve.loft(column, [1.0] * 4, sections=n).volume == pytest.approx(3.985 * r**2 * h, rel=1e-2)
+    slab = revolve.plate([(0, 0), (2, 0), (2, 1), (0, 1)], 0.1, (0, 0, 0), (1, 0, 0), (0, 1, 0))
+    assert slab.volume == pytest.approx(2 * 1 * 0.1)
+
+
+def test_offset_profile_keeps_the_wall_thickness_at_corners() -> None:
+    inner = revolve.offset_profile([(0.0, 0.0), (1.0, 0.0), (1.0, 2.0)], 0.1)
+    np.testing.assert_allclose(inner, [(0.0, 0.1), (0.9, 0.1), (0.9, 2.0)], atol=1e-12)
 
 
 @pytest.mark.parametrize("category", OBJECTS)

@@ -128,6 +128,16 @@ def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
         offset += n
 
 
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy every parameter and buffer of ``module`` from rank ``src`` to all ranks."""
+    if not _active():
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            if t.is_floating_point():  # integer buffers are constants (e.g. position ids)
+                dist.broadcast(t.data, src=src)
+
+
 def all_gather_sizes(n: int, device: torch.device | None = None) -> list[int]:
     """Every rank's ``n``, in rank order."""
     if not _active():

@@ -1,0 +1,112 @@
+"""Training configuration: one dataclass, saved resolved with every run and checked on resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daer.errors import BadInputError
+
+TRAIN_CONFIG = "train_config.json"
+
+# Fields that may change when a run is resumed; every other field defines the run.
+RESUMABLE_CHANGES: frozenset[str] = frozenset(
+    {"steps", "resume", "ckpt_every", "keep_checkpoints", "log_every", "progress", "workers", "dap", "dap_every",
+     "dap_sims", "device"}
+)  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the CLI fills it; saved as ``train_config.json``)."""
+
+    data: str = ""  # data set folder (shards + manifest.json)
+    out: str = ""  # run folder: config, log, checkpoints, final model
+    config: str = "small"  # named model config (tiny, small, base) or a config JSON path
+    mode: str = "haf"  # "haf" (global + fine HAF loss) or "global" (global InfoNCE only, the baseline)
+    steps: int = 1000  # optimizer steps in the whole run (the cosine schedule ends here)
+    batch_size: int = 64  # shapes per step per process; the global batch is batch_size x world
+    lr: float = 1e-3  # peak learning rate (after warm-up)
+    weight_decay: float = 0.05  # AdamW decay on weight matrices (not on biases, norms, scales, policy)
+    warmup_steps: int = 100  # linear warm-up steps (capped at steps // 5)
+    min_lr_ratio: float = 0.1  # the cosine decays to this fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
+    fine_weight: float = 1.0  # weight of the fine HAF InfoNCE term (haf mode)
+    fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
+    ckpt_every: int = 200  # checkpoint every N steps (and at the end)
+    keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
+    log_every: int = 10  # JSONL log line every N steps
+    seed: int = 0  # model init, data order, caption choice, augmentation
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    augment: bool = True  # yaw rotation, isotropic scale and jitter of training shapes
+    workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    device: str | None = None  # "cpu", "cuda", or None for CUDA when available
+    text_encoder: str | None = None  # Hugging Face encoder folder replacing the config's text encoder
+    resume: bool = False  # continue from the run folder's newest checkpoint
+    progress: bool = True  # tqdm progress bar on rank 0
+    dap: bool = False  # calibrate the HAF policy with DAP during training
+    dap_every: int = 500  # steps between DAP calibrations
+    dap_sims: int = 64  # MCTS simulations per calibration
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra ModelConfig fields
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise BadInputError naming the first bad field."""
+        if self.mode not in ("haf", "global"):
+            raise BadInputError(f"--mode must be 'haf' or 'global', got {self.mode!r}")
+        for name in ("steps", "batch_size", "ckpt_every", "log_every", "keep_checkpoints", "dap_every", "dap_sims"):
+            if int(getattr(self, name)) < 1:
+                raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "workers"):
+            if int(getattr(self, name)) < 0:
+                raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.fine_loss not in ("levels", "fused"):
+            raise BadInputError(f"fine_loss must be 'levels' or 'fused', got {self.fine_loss!r}")
+        if not self.lr > 0:
+            raise BadInputError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.fine_weight < 0:
+            raise BadInputError("weight_decay, grad_clip and fine_weight must be >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """Build from a dict plus overrides; unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged = {**d, **overrides}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise BadInputError(f"unknown training config field(s): {', '.join(unknown)}")
+        return cls(**merged)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """The resolved config a run folder was started with, plus overrides."""
+        path = Path(run_dir) / TRAIN_CONFIG
+        if not path.is_file():
+            raise BadInputError(f"{path}: missing; {run_dir} is not a daer training run")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise BadInputError(f"{path}: unreadable ({e})") from e
+        return cls.from_dict(data, **overrides)
+
+    def resume_conflicts(self, saved: TrainConfig) -> list[str]:
+        """Run-defining fields where this config differs from the run's saved one (``name: saved -> now``)."""
+        out = []
+        for f in dataclasses.fields(self):
+            if f.name in RESUMABLE_CHANGES or f.name in ("data", "out"):
+                continue
+            a, b = getattr(saved, f.name), getattr(self, f.name)
+            if a != b:
+                out.append(f"{f.name}: {a!r} -> {b!r}")
+        return out

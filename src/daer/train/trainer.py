@@ -1,0 +1,335 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, bf16 autocast, atomic checkpoints, exact resume.
+
+One code path for one process and for ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on CUDA):
+each rank encodes its slice of the global batch, the loss gathers features from every rank, and
+gradients are averaged with one all-reduce before the optimizer step.
+
+Callbacks (e.g. DAP calibration) are objects with ``on_step_end(step, trainer)``, called after
+every optimizer step with the number of steps done, before that step's checkpoint is written; a
+callback with ``state_dict()`` / ``load_state_dict(d)`` (JSON-able) has its state checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDataset, collate
+from daer.data.shards import read_manifest
+from daer.errors import BadInputError, IntegrityError
+from daer.models.model import DaerModel, create_model, load_model
+from daer.train import checkpoint as ckpt
+from daer.train.distributed import (
+    DistInfo,
+    all_gather_list,
+    all_reduce_grads,
+    all_reduce_mean,
+    barrier,
+    broadcast_module,
+    init_distributed,
+)
+from daer.train.loss import ContrastiveLoss
+from daer.train.run_folder import LOG_FILE, JsonlLog, manifest_hash, record_resume, write_run_info
+from daer.train.schedule import lr_at, set_lr
+from daer.train.train_config import TRAIN_CONFIG, TrainConfig
+from daer.utils.atomic import write_json
+
+
+class Callback(Protocol):
+    def on_step_end(self, step: int, trainer: Trainer) -> None: ...
+
+
+def _callback_name(cb: Any) -> str:
+    return str(getattr(cb, "name", type(cb).__name__))
+
+
+class Trainer:
+    """Builds model, data, optimizer and loss from a :class:`TrainConfig`; :meth:`fit` trains.
+
+    Args:
+        cfg: the training configuration.
+        callbacks: objects with ``on_step_end(step, trainer)`` (see the module docstring).
+        dist_info: the process group position (default: :func:`init_distributed`).
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, callbacks: list[Callback] | None = None, dist_info: DistInfo | None = None
+    ) -> None:
+        if not cfg.data or not cfg.out:
+            raise BadInputError("training needs a data folder (--data) and a run folder (--out)")
+        self.cfg = cfg
+        self.dist = dist_info or init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.callbacks: list[Callback] = list(callbacks or [])
+        self.run_dir = Path(cfg.out)
+        self.step = 0
+        self.metrics: dict[str, float] = {}
+        read_manifest(cfg.data)  # a clear error for a missing or damaged data set, before any work
+        self.data_hash = manifest_hash(cfg.data)
+
+        resume_from = self._check_run_folder()
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        overrides = dict(cfg.model_overrides)
+        overrides["mode"] = cfg.mode
+        if cfg.text_encoder:
+            overrides["text_encoder"] = cfg.text_encoder
+        self.model: DaerModel = create_model(cfg.config, **overrides).to(self.device)
+        self._seed_rngs()
+
+        self.dataset = self._build_dataset()
+        self.sampler = EpochBatchSampler(
+            len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.dist.rank, world=self.dist.world
+        )
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.98),
+            eps=1e-6,
+        )
+        pair_score = None
+        if cfg.mode == "haf":
+            haf = self.model.haf
+            pair_score = haf.level_scores if cfg.fine_loss == "levels" else self.model.fine_scores
+        self.loss_fn = ContrastiveLoss(pair_score=pair_score, fine_weight=cfg.fine_weight)
+        self.log = JsonlLog(self.run_dir / LOG_FILE, enabled=self.dist.is_main)
+
+        if resume_from is not None:
+            self.load(resume_from)
+            if self.dist.is_main:  # the run's config now carries the settings a resume may change (steps...)
+                write_json(self.run_dir / TRAIN_CONFIG, cfg.to_dict())
+        else:
+            broadcast_module(self.model)
+            if self.dist.is_main:
+                write_json(self.run_dir / TRAIN_CONFIG, cfg.to_dict())
+                write_run_info(
+                    self.run_dir, self.data_hash, self.model.config.to_dict(), self.dist.world, str(self.device)
+                )
+        barrier()
+
+    # ------------------------------------------------------------------------------------------
+    # set-up
+
+    def _check_run_folder(self) -> Path | None:
+        """The checkpoint to resume from, or None for a fresh run; refuse to overwrite a run."""
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        has_run = (self.run_dir / TRAIN_CONFIG).is_file()
+        if not self.cfg.resume:
+            if has_run or latest is not None:
+                raise BadInputError(f"{self.run_dir} already holds a training run: pass --resume or choose a new --out")
+            if self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            return None
+        if not has_run:
+            if self.dist.is_main:
+                print(f"no run in {self.run_dir} yet: starting from step 0")
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            return None
+        saved = TrainConfig.load(self.run_dir)
+        conflicts = self.cfg.resume_conflicts(saved)
+        if conflicts:
+            raise BadInputError(f"--resume with settings that differ from the run's: {'; '.join(conflicts)}")
+        if latest is None and self.dist.is_main:
+            print(f"no checkpoint in {self.run_dir} yet: starting from step 0")
+        return latest
+
+    def _seed_rngs(self) -> None:
+        seed = self.cfg.seed * 1000 + self.dist.rank + 1
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def _build_dataset(self) -> ShapeTextDataset:
+        mc = self.model.config
+        kwargs = {
+            "seed": self.cfg.seed,
+            "n_points": mc.n_points,
+            "augment": Augment() if self.cfg.augment else None,
+            "groups_fn": self.model.precompute_groups,
+            "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
+            "cache_dir": self.run_dir / "cache",
+        }
+        # Rank 0 computes the point groups and writes the cache; the others then read it.
+        if self.dist.is_main:
+            ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)
+        barrier()
+        if not self.dist.is_main:
+            ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)
+        return ds
+
+    # ------------------------------------------------------------------------------------------
+    # one step
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """Forward, backward, gradient all-reduce, clip and AdamW step on one batch."""
+        self.model.train()
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            text = self.model.encode_text(batch.captions)
+            shapes = self.model.encode_points(batch.points, batch.groups)
+            out = self.loss_fn(text, shapes, self.model.logit_scale_value())
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        all_reduce_grads(self.params)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in out.items()} | {"grad_norm": float(grad_norm)}
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (collective; rank 0 writes). Returns its folder on rank 0."""
+        rng_tensors, rng_meta = ckpt.rng_state()
+        per_rank = all_gather_list([(rng_tensors, rng_meta)])
+        path = None
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(
+                self.run_dir, self.step, lambda d: self._write(d, per_rank), self.cfg.keep_checkpoints
+            )
+        barrier()
+        return path
+
+    def _write(self, folder: Path, per_rank: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
+        self.model.save(folder, extra={"step": self.step})
+        tensors, opt_meta = ckpt.optimizer_state(self.optimizer)
+        rng_meta = {}
+        for rank, (t, meta) in enumerate(per_rank):
+            tensors.update({f"rank{rank}.{k}": v for k, v in t.items()})
+            rng_meta[str(rank)] = meta
+        epoch, batch = self.sampler.position(self.step)
+        meta = {
+            "step": self.step,
+            "data_position": {"epoch": epoch, "batch": batch, "batches_per_epoch": self.sampler.batches_per_epoch},
+            "samples_seen": self.step * self.cfg.batch_size * self.dist.world,
+            "world_size": self.dist.world,
+            "schedule": {
+                "kind": "warmup_cosine",
+                "lr": self.cfg.lr,
+                "warmup_steps": self._warmup(),
+                "total_steps": self.cfg.steps,
+                "min_ratio": self.cfg.min_lr_ratio,
+            },  # fmt: skip
+            "optimizer": opt_meta,
+            "rng": rng_meta,
+            "callbacks": {_callback_name(cb): cb.state_dict() for cb in self.callbacks if hasattr(cb, "state_dict")},
+            "train_config": self.cfg.to_dict(),
+        }
+        ckpt.write_trainer_state(folder, tensors, meta)
+
+    def load(self, folder: Path) -> None:
+        """Restore model, optimizer, RNG, callbacks and step from a checkpoint folder."""
+        loaded = load_model(folder, map_location=self.device)
+        if loaded.config.sha256() != self.model.config.sha256():
+            raise IntegrityError(f"{folder}: the checkpoint's model config differs from this run's")
+        self.model.load_checkpoint_state(loaded.checkpoint_state())
+        del loaded
+        tensors, meta = ckpt.read_trainer_state(folder)
+        ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
+        self.step = int(meta["step"])
+        if int(meta.get("world_size", 1)) != self.dist.world:
+            raise BadInputError(
+                f"{folder} was written by {meta.get('world_size')} processes; resume with the same number "
+                f"(now {self.dist.world}) so that the global batch and data order stay the same"
+            )
+        prefix = f"rank{self.dist.rank}."
+        ckpt.set_rng_state(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, meta["rng"][str(self.dist.rank)]
+        )
+        states = meta.get("callbacks", {})
+        for cb in self.callbacks:
+            if hasattr(cb, "load_state_dict") and _callback_name(cb) in states:
+                cb.load_state_dict(states[_callback_name(cb)])
+        self.log.truncate_after(self.step)
+        if self.dist.is_main:
+            record_resume(self.run_dir, self.data_hash, self.step, self.dist.world)
+            print(f"resumed {self.run_dir} at step {self.step} from {folder.name}")
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+
+    def _warmup(self) -> int:
+        return min(self.cfg.warmup_steps, self.cfg.steps // 5)
+
+    def log_event(self, kind: str, **fields: Any) -> None:
+        """Append an event line (e.g. a DAP calibration) to the run's JSONL log (rank 0)."""
+        self.log.write({"event": kind, "step": self.step, **fields})
+
+    def fit(self) -> dict[str, Any]:
+        """Train up to ``cfg.steps``; returns the last metrics, throughput and the final checkpoint."""
+        cfg, start = self.cfg, self.step
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=EpochBatchSampler(
+                len(self.dataset), cfg.batch_size, cfg.seed, self.dist.rank, self.dist.world, start_step=start
+            ),
+            collate_fn=collate,
+            num_workers=cfg.workers,
+        )
+        global_batch = cfg.batch_size * self.dist.world
+        bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.dist.is_main), unit="step")
+        t_start = time.perf_counter()
+        t_window, window_steps, shapes_per_s = t_start, 0, 0.0
+        last_ckpt: Path | None = None
+        batches = iter(loader)
+        try:
+            while self.step < cfg.steps:
+                batch = next(batches).to(self.device)
+                lr = lr_at(self.step, cfg.lr, self._warmup(), cfg.steps, cfg.min_lr_ratio)
+                set_lr(self.optimizer, lr)
+                stats = self.train_step(batch)
+                self.step += 1
+                window_steps += 1
+                done = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or done:
+                    now = time.perf_counter()
+                    shapes_per_s = window_steps * global_batch / max(now - t_window, 1e-9)
+                    t_window, window_steps = now, 0
+                    for k in ("loss", "loss_global", "loss_fine"):
+                        stats[k] = float(all_reduce_mean(torch.tensor(stats[k], device=self.device)))
+                    epoch, _ = self.sampler.position(self.step - 1)
+                    self.metrics = {
+                        **stats,
+                        "lr": lr,
+                        "logit_scale": float(self.model.logit_scale_value().detach()),
+                        "shapes_per_s": shapes_per_s,
+                        "epoch": epoch,
+                    }
+                    self.log.write({"step": self.step, **self.metrics})
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", shapes_s=f"{shapes_per_s:.0f}")
+                bar.update(1)
+                for cb in self.callbacks:
+                    cb.on_step_end(self.step, self)
+                if self.step % cfg.ckpt_every == 0 or done:
+                    last_ckpt = self.save()
+        finally:
+            bar.close()
+        if self.dist.is_main:
+            self.model.save(self.run_dir, extra={"step": self.step})  # the final model: load_model(RUN)
+        barrier()
+        seconds = time.perf_counter() - t_start
+        steps_run = self.step - start
+        return {
+            "run": str(self.run_dir),
+            "step": self.step,
+            "steps_run": steps_run,
+            "seconds": seconds,
+            "shapes_per_s": steps_run * global_batch / seconds if steps_run and seconds > 0 else 0.0,
+            "checkpoint": str(last_ckpt or ckpt.latest_checkpoint(self.run_dir) or ""),
+            **{k: v for k, v in self.metrics.items() if k.startswith("loss")},
+        }
+
+
+def train(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train (or resume) the run ``cfg`` describes; returns the summary of :meth:`Trainer.fit`."""
+    return Trainer(cfg, callbacks=callbacks).fit()

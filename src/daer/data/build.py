@@ -31,7 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from daer.data.record import ShapeRecord
-from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, write_manifest, write_shard
+from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, shard_name, write_manifest, write_shard
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.utils.atomic import atomic_open, write_json
 from daer.utils.hashing import sha256_file
@@ -129,18 +129,22 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
                 "use the same settings to resume, or another folder"
             )
         return state
-    if out_dir.is_dir() and any(
-        (out_dir / MANIFEST).exists() or SHARD_PATTERN.match(p.name) for p in out_dir.iterdir()
-    ):
+    if (out_dir / MANIFEST).exists() or any(SHARD_PATTERN.match(p.name) for p in out_dir.iterdir()):
         raise BadInputError(f"{out_dir} already holds a data set that this build did not make; choose another folder")
     state = {"settings": settings, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json(state_path, state)
     return state
 
 
-def _valid(out_dir: Path, entry: dict[str, Any], rows: int) -> bool:
-    path = out_dir / entry.get("file", "")
-    return entry.get("rows") == rows and path.is_file() and sha256_file(path) == entry.get("sha256")
+def _valid(out_dir: Path, index: int, entry: dict[str, Any], rows: int) -> bool:
+    """Whether shard ``index`` on disk is the one its log entry describes (name, rows, SHA-256)."""
+    path = out_dir / shard_name(index)
+    return (
+        entry.get("file") == path.name
+        and entry.get("rows") == rows
+        and path.is_file()
+        and sha256_file(path) == entry.get("sha256")
+    )
 
 
 def _ignore_sigint() -> None:
@@ -221,7 +225,7 @@ def build_synth(
     bounds = [(i * shard_size, min(n, (i + 1) * shard_size)) for i in range(n_shards)]
     log_path = out_dir / BUILD_LOG
     logged = _read_log(log_path)
-    done = {i: e for i, e in logged.items() if i < n_shards and _valid(out_dir, e, bounds[i][1] - bounds[i][0])}
+    done = {i: e for i, e in logged.items() if i < n_shards and _valid(out_dir, i, e, bounds[i][1] - bounds[i][0])}
     todo = [i for i in range(n_shards) if i not in done]
     if todo:
         (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is not a complete data set until the end

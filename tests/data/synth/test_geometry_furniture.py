@@ -100,15 +100,20 @@ def chair_leg_shape(p: np.ndarray) -> str:
     return "square" if np.mean([roundness(g) for g in legs]) > 0.0 else "round"
 
 
+def chair_seat_top(p: np.ndarray) -> float:
+    """Seat top: the highest large horizontal surface in the central strip of x (armrests lie outside it)."""
+    return highest_big_level(p[np.abs(p[:, 0] - (p[:, 0].min() + p[:, 0].max()) / 2.0) < 0.25 * np.ptp(p[:, 0])], 0.5)
+
+
 def chair_back(p: np.ndarray) -> str:
     """Back height above the seat top over the seat height."""
-    zs = highest_big_level(p, frac=0.5)
+    zs = chair_seat_top(p)
     return "tall" if (p[:, 2].max() - zs) / (zs - p[:, 2].min()) > 0.8 else "short"
 
 
 def chair_arms(p: np.ndarray) -> str:
     """Anything above the seat in its front half is an armrest (the back stands at the rear)."""
-    zs, ymid = highest_big_level(p, frac=0.5), (p[:, 1].min() + p[:, 1].max()) / 2.0
+    zs, ymid = chair_seat_top(p), (p[:, 1].min() + p[:, 1].max()) / 2.0
     return yes(np.sum((p[:, 2] > zs + 0.06) & (p[:, 1] < ymid)) >= 10)
 
 
@@ -241,23 +246,23 @@ PROBES: dict[str, dict[str, Callable[[np.ndarray], str]]] = {
         "armrests": chair_arms,
         "leg_shape": chair_leg_shape,
     },
-    "stool": {"legs": lambda p: count_legs(p, 0.05, 0.28, eps=0.12), "seat": stool_seat, "height": stool_height},
+    "stool": {"legs": lambda p: count_legs(p, 0.05, 0.26, eps=0.12), "seat": stool_seat, "height": stool_height},
     "table": {"legs": lambda p: count_legs(p, 0.3, 0.55, eps=0.25), "top": table_top, "height": table_height},
     "bench": {
         "legs": lambda p: count_legs(p, 0.05, 0.3),
         "backrest": lambda p: yes(above_seat_share(p, 0.06) > 0.05),
-        "length": lambda p: "long" if np.ptp(p[:, 0]) / np.ptp(p[:, 1]) > 3.9 else "short",
+        "length": lambda p: "long" if np.ptp(p[:, 0]) / np.ptp(p[:, 1]) > 4.1 else "short",
     },
     "bed": {
         "headboard": lambda p: bed_board(p, head=True),
         "footboard": lambda p: bed_board(p, head=False),
-        "width": lambda p: "single" if np.ptp(p[:, 1]) / np.ptp(p[:, 0]) > 1.75 else "double",
+        "width": lambda p: "single" if np.ptp(p[:, 1]) / np.ptp(p[:, 0]) > 1.7 else "double",
     },
     "sofa": {"seats": sofa_seats, "armrests": sofa_arms, "back": sofa_back},
     "bookshelf": {
         "shelves": bookshelf_shelves,
         "back_panel": bookshelf_back,
-        "width": lambda p: "wide" if np.ptp(p[:, 0]) / np.ptp(p[:, 1]) > 2.55 else "narrow",
+        "width": lambda p: "wide" if np.ptp(p[:, 0]) / np.ptp(p[:, 1]) > 2.7 else "narrow",
     },
     "cabinet": {"drawers": cabinet_drawers, "legs": cabinet_legs},
     "house": {"floors": house_floors, "roof": house_roof, "chimney": house_chimney},

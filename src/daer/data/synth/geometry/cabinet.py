@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, uniform
+from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, uniform, without_faces
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
@@ -17,7 +17,9 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     plinth = not legs and rng.random() < 0.5  # a recessed kick plinth (still one solid footprint)
     z0 = uniform(rng, 0.15, 0.28) if legs else (uniform(rng, 0.04, 0.08) if plinth else 0.0)
     top_t = uniform(rng, 0.02, 0.04)
-    parts = [box_between((-w / 2.0, -d / 2.0, z0), (w / 2.0, d / 2.0, z0 + body_h))]
+    # The body's front and top faces hide behind the drawers and the top board: left out to save samples.
+    body = box_between((-w / 2.0, -d / 2.0, z0), (w / 2.0, d / 2.0, z0 + body_h))
+    parts = [without_faces(without_faces(body, (0.0, -1.0, 0.0)), (0.0, 0.0, 1.0))]
     overhang = uniform(rng, 0.0, 0.03)
     parts.append(box((0.0, -overhang / 2.0, z0 + body_h + top_t / 2.0), (w + 2.0 * overhang, d + overhang, top_t)))
 
@@ -44,7 +46,7 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         r = uniform(rng, 0.02, 0.05)
         parts.append(box_between((-w / 2.0 + r, -d / 2.0 + r, 0.0), (w / 2.0 - r, d / 2.0 - r, z0)))
     if legs:
-        lt = uniform(rng, 0.05, 0.08)
+        lt = uniform(rng, 0.055, 0.08)
         inset = lt / 2.0 + uniform(rng, 0.0, 0.04)
         for sx in (-1.0, 1.0):
             for sy in (-1.0, 1.0):

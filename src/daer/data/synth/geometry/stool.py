@@ -31,7 +31,7 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
 
     if attributes["height"] == "tall" and rng.random() < 0.6:
         # Footrest: stretchers joining neighbouring legs, well above the floor.
-        k = uniform(rng, 0.33, 0.45)
+        k = uniform(rng, 0.38, 0.5)
         ring = [np.add(np.multiply(f, 1.0 - k), np.multiply(p, k)) for f, p in zip(feet, tops, strict=True)]
         r_bar = r_leg * uniform(rng, 0.6, 0.9)
         parts += [cylinder_between(ring[i], ring[(i + 1) % n_legs], r_bar, sections=12) for i in range(n_legs)]

@@ -25,9 +25,16 @@ def _along_y(profile: list[tuple[float, float]], start: tuple[float, float, floa
     return mesh
 
 
-def _wing_pair(root_le: float, root_c: float, tip_le: float, tip_c: float, span: float, z: float, t: float):
-    """Left and right trapezoidal plates in the horizontal plane at height ``z``."""
-    outline = [(0.0, root_le), (0.0, root_le + root_c), (span, tip_le + tip_c), (span, tip_le)]
+def _wing_pair(
+    root_le: float, root_c: float, tip_le: float, tip_c: float, span: float, z: float, t: float, inner: float = 0.0
+):
+    """Left and right trapezoidal plates in the horizontal plane at height ``z``, from ``inner`` to ``span``.
+
+    ``inner`` cuts off the part of the trapezoid hidden inside the fuselage, where samples would be wasted.
+    """
+    f = inner / span
+    le, c = root_le + f * (tip_le - root_le), root_c + f * (tip_c - root_c)
+    outline = [(inner, le), (inner, le + c), (span, tip_le + tip_c), (span, tip_le)]
     return [plate(outline, t, (0, 0, z), (side, 0.0, 0.0), (0.0, 1.0, 0.0)) for side in (1.0, -1.0)]
 
 
@@ -53,7 +60,7 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     else:
         root_le = -fus_len * uniform(rng, 0.08, 0.14)
         sweep = (root_c - tip_c) / (4.0 * span) + np.tan(np.radians(uniform(rng, -2.0, 3.0)))
-    parts += _wing_pair(root_le, root_c, root_le + sweep * span, tip_c, span, wing_z, wing_t)
+    parts += _wing_pair(root_le, root_c, root_le + sweep * span, tip_c, span, wing_z, wing_t, 0.75 * fus_r)
 
     # engines under the wings
     fractions = (

@@ -31,7 +31,7 @@ def _shade(kind: str, radius: float, z0: float, rng: np.random.Generator) -> tup
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
     """Build a lamp mesh (+z up, front -y) for ``shade``, ``base`` and ``height`` values."""
     shade_r = uniform(rng, 0.9, 1.2)
-    base_half = shade_r * uniform(rng, 0.75, 1.0)
+    base_half = shade_r * uniform(rng, 0.8, 1.15)
     base_t = base_half * uniform(rng, 0.12, 0.2)
     if attributes["base"] == "round":
         base = cylinder_between((0, 0, 0), (0, 0, base_t), base_half, sections=40)

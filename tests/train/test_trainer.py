@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -173,3 +178,29 @@ def test_cli_trains_and_resumes_with_saved_settings(data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 6
     assert cli_main(["train", "--out", str(tmp_path / "new")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_mid_run_leaves_a_loadable_checkpoint(data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "daer", "train", "--data", str(data), "--out", str(run), "--config", "tiny",
+           "--steps", "100000", "--batch-size", "8", "--ckpt-every", "3", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    try:
+        deadline = time.time() + 90
+        while len(ckpt.list_checkpoints(run)) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    steps = [s for s, _ in ckpt.list_checkpoints(run)]
+    assert len(steps) >= 2, "training did not reach two checkpoints"
+    latest = ckpt.latest_checkpoint(run)
+    load_model(latest)
+    _, meta = ckpt.read_trainer_state(latest)
+    assert meta["step"] == steps[-1]
+    resumed = train(TrainConfig.load(run, steps=steps[-1] + 2, resume=True))
+    assert resumed["step"] == steps[-1] + 2 and resumed["steps_run"] == 2
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # a save cut by the kill is cleaned up

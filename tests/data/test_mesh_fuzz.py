@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daer.data.mesh_io import SUPPORTED_EXTS, load_points
@@ -69,6 +69,10 @@ _NUM = st.one_of(
 
 @pytest.mark.timeout(120)
 @SETTINGS
+@example(verts=[("0.0", "0.0", "1e308")], faces=[], ext=".obj")  # once overflowed to NaN points
+@example(
+    verts=[("0", "0", "0"), ("0", "1", "0"), ("1", "0", "0"), ("0", "0", "")], faces=[["0", "2", "-2"]], ext=".obj"
+)
 @given(
     verts=st.lists(st.tuples(_NUM, _NUM, _NUM), max_size=8),
     faces=st.lists(st.lists(st.integers(-3, 10).map(str), min_size=1, max_size=5), max_size=6),

@@ -225,6 +225,8 @@ def test_structurally_broken_files(tmp_path, box):
     _expect(tmp_path / "nothing.gltf", "no-geometry")
     np.save(tmp_path / "flat.npy", np.arange(10.0))
     _expect(tmp_path / "flat.npy", "unreadable", "shape")
+    _write(tmp_path / "2d.obj", "v 0 0 0\nv 0 1 0\nv 1 0 0\nv 0 0\nf 0 2 -2\n")  # found by the fuzzer
+    _expect(tmp_path / "2d.obj", "unreadable", "3 coordinates")
     _write(tmp_path / "ragged.xyz", "0 0 0\n1 1\n")
     _expect(tmp_path / "ragged.xyz", "unreadable")
 
@@ -237,6 +239,27 @@ def test_3mf_where_trimesh_reads_it(tmp_path, box):
     else:
         _write(path, b"PK\x03\x04")
         _expect(path, "unsupported", "3MF")
+
+
+def test_huge_and_tiny_coordinates_normalise_without_overflow(tmp_path):
+    _write(tmp_path / "far.xyz", "-1e308 0 0\n1e308 0 0\n0 1e308 0\n")
+    _write(tmp_path / "tiny.obj", "v 0 0 0\nv 1e-300 0 0\nv 0 1e-300 0\nf 1 2 3\n")
+    for name in ("far.xyz", "tiny.obj"):
+        _assert_normalised(load_points(tmp_path / name, 64)[0], 64)
+    _write(tmp_path / "one.obj", "v 0 0 1e308\n")
+    _expect(tmp_path / "one.obj", "degenerate")
+
+
+def test_stl_that_is_neither_binary_nor_ascii(tmp_path):
+    _write(tmp_path / "bad.stl", b"\x00" * 80 + (2**31).to_bytes(4, "little") + b"\x00" * 100)
+    _expect(tmp_path / "bad.stl", "unreadable", "neither binary STL")
+
+
+def test_gltf_buffers_count_towards_the_size_limit(tmp_path):
+    for name, data in trimesh.Scene(trimesh.creation.icosphere(4)).export(file_type="gltf").items():
+        _write(tmp_path / name, data)
+    size = (tmp_path / "model.gltf").stat().st_size
+    _expect(tmp_path / "model.gltf", "too-large", "buffers", max_bytes=size + 10)
 
 
 def test_n_points_must_be_positive(tmp_path, box):

@@ -9,6 +9,7 @@ result is centred and scaled to the unit sphere. Every failure is a :class:`BadF
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import pickle
 import stat
 import struct
+import urllib.parse
 import warnings
 import zipfile
 from pathlib import Path
@@ -77,8 +79,15 @@ def load_points(
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # hostile files make trimesh and NumPy warn; the reason is raised instead
             if ext in MESH_EXTS:
-                return _load_mesh_points(path, ext, n_points, rng)
-            return normalize_cloud(_read_point_file(path, ext, max_bytes), n_points, rng), None
+                points, normals = _load_mesh_points(path, ext, n_points, rng, max_bytes)
+            else:
+                points, normals = normalize_cloud(_read_point_file(path, ext, max_bytes), n_points, rng), None
+        # the contract, checked last so that no reader quirk can leak a malformed cloud
+        if points.shape != (n_points, 3) or not np.isfinite(points).all():
+            raise BadFileError("unreadable", f"produced points of shape {points.shape} or non-finite values")
+        if normals is not None and (normals.shape != points.shape or not np.isfinite(normals).all()):
+            normals = None
+        return points, normals
     except BadFileError as e:
         if str(e).startswith(path.name):
             raise
@@ -87,6 +96,8 @@ def load_points(
         raise BadFileError("degenerate", f"{path.name}: {e}") from e
     except FileNotFoundError as e:
         raise BadFileError("unreadable", f"{path.name}: a file it refers to is missing: {e}") from e
+    except ModuleNotFoundError as e:
+        raise BadFileError("unsupported", f"{path.name}: reading it needs the optional package {e.name}") from e
     except Exception as e:  # any parser failure on hostile bytes is a bad file, not a crash
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else "(no detail)"
         raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {type(e).__name__}: {msg}") from e
@@ -98,8 +109,8 @@ def _check_file(path: Path, max_bytes: int) -> str:
         st = path.stat()
     except FileNotFoundError:
         raise BadFileError("missing", f"{path}: file not found") from None
-    except OSError as e:
-        raise BadFileError("missing", f"{path}: cannot stat: {e.strerror}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise BadFileError("missing", f"{path}: cannot open: {getattr(e, 'strerror', None) or e}") from None
     if not stat.S_ISREG(st.st_mode):
         raise BadFileError("not-a-file", f"{path}: not a regular file")
     ext = path.suffix.lower()
@@ -138,7 +149,7 @@ def _check_magic(name: str, ext: str, head: bytes) -> None:
         raise BadFileError("unreadable", f"{name}: binary bytes in a text {ext[1:].upper()} file")
 
 
-def _check_gltf(path: Path, ext: str) -> None:
+def _check_gltf(path: Path, ext: str, max_bytes: int) -> None:
     """Refuse glTF 1.0 and required extensions trimesh cannot decode, with a reason rather than zeros."""
     with open(path, "rb") as f:
         if ext == ".glb":
@@ -159,6 +170,14 @@ def _check_gltf(path: Path, ext: str) -> None:
     version = str((doc.get("asset") or {}).get("version", "")) if isinstance(doc.get("asset"), dict) else ""
     if not version.startswith("2"):
         raise BadFileError("unsupported", f"{path.name}: glTF version {version or '(none)'!r} (only glTF 2 is read)")
+    external = 0
+    for buf in doc.get("buffers") or []:
+        uri = buf.get("uri") if isinstance(buf, dict) else None
+        if isinstance(uri, str) and not uri.startswith("data:"):
+            with contextlib.suppress(OSError, ValueError):
+                external += (path.parent / urllib.parse.unquote(uri)).stat().st_size
+    if external > max_bytes:
+        raise BadFileError("too-large", f"{path.name}: its buffers hold {external} bytes, over the limit {max_bytes}")
     required = doc.get("extensionsRequired") or []
     if isinstance(required, list) and "KHR_draco_mesh_compression" in required and not _has_module("DracoPy"):
         raise BadFileError("unsupported", f"{path.name}: Draco-compressed glTF needs the DracoPy package")
@@ -168,8 +187,31 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def _is_binary_stl(path: Path) -> bool:
+    """True when the file's size is exactly what its binary STL triangle count says."""
+    if path.suffix.lower() != ".stl":
+        return False
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(80)
+        count = f.read(4)
+    return len(count) == 4 and size == 84 + 50 * struct.unpack("<I", count)[0]
+
+
+def _check_stl(path: Path) -> None:
+    """Binary STL must match its triangle count; anything else must be ASCII STL ('solid ...')."""
+    if _is_binary_stl(path):
+        return
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head[:5].lower() == b"solid":
+        raise BadFileError(
+            "unreadable", f"{path.name}: neither binary STL (size does not match its triangle count) nor ASCII STL"
+        )
+
+
 def _text_source(path: Path) -> str | io.BytesIO:
-    """OBJ/OFF text re-encoded as UTF-8 when it is UTF-16 (with a BOM) or a legacy 8-bit encoding."""
+    """OBJ/OFF/ASCII-STL text re-encoded as UTF-8 when it is UTF-16 (with a BOM) or a legacy 8-bit encoding."""
     raw = path.read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return io.BytesIO(raw.decode("utf-16").encode("utf-8"))
@@ -180,10 +222,14 @@ def _text_source(path: Path) -> str | io.BytesIO:
     return str(path)
 
 
-def _load_mesh_points(path: Path, ext: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_mesh_points(
+    path: Path, ext: str, n: int, rng: np.random.Generator, max_bytes: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     if ext in (".gltf", ".glb"):
-        _check_gltf(path, ext)
-    source = _text_source(path) if ext in (".obj", ".off") else str(path)
+        _check_gltf(path, ext, max_bytes)
+    if ext == ".stl":
+        _check_stl(path)
+    source = _text_source(path) if ext in (".obj", ".off", ".stl") and not _is_binary_stl(path) else str(path)
     kwargs = {"skip_materials": True} if ext in (".obj", ".ply", ".glb", ".gltf") else {}
     scene = trimesh.load_scene(source, file_type=ext[1:], process=False, **kwargs)
     meshes: list[trimesh.Trimesh] = []
@@ -219,6 +265,8 @@ def _combine(name: str, meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh | None
     for m in meshes:
         v = np.asarray(m.vertices, dtype=np.float64)
         f = np.asarray(m.faces, dtype=np.int64)
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise BadFileError("unreadable", f"{name}: vertices must have 3 coordinates, got shape {v.shape}")
         if f.ndim != 2 or f.shape[1] != 3 or f.min() < 0 or f.max() >= len(v):
             raise BadFileError("unreadable", f"{name}: a face refers to a vertex that does not exist")
         verts.append(v)
@@ -243,14 +291,15 @@ def _combine(name: str, meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh | None
 
 
 def _normalize_sample(sample: np.ndarray, full: np.ndarray) -> np.ndarray:
-    """Normalise the sample itself; a tiny sample that collapses to one point uses the full geometry's frame."""
-    try:
+    """Normalise the sample itself; a tiny sample that collapses to a point keeps the full geometry's frame."""
+    sample = np.asarray(sample, dtype=np.float64)
+    spread = float(np.linalg.norm(sample - sample.mean(axis=0), axis=1).max())
+    if spread > 1e-9:  # the geometry was already brought to unit scale, so this is a real spread
         return normalize_unit_sphere(sample)
-    except BadInputError:
-        full = np.asarray(full, dtype=np.float64)
-        centre = (full.min(axis=0) + full.max(axis=0)) / 2.0
-        radius = float(np.linalg.norm(full - centre, axis=1).max())
-        return ((sample - centre) / radius).astype(np.float32)
+    full = np.asarray(full, dtype=np.float64)
+    centre = (full.min(axis=0) + full.max(axis=0)) / 2.0
+    radius = float(np.linalg.norm(full - centre, axis=1).max())
+    return ((sample - centre) / radius).astype(np.float32)
 
 
 def normalize_cloud(points: np.ndarray, n_points: int, rng: np.random.Generator) -> np.ndarray:

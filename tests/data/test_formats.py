@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import h5py
@@ -12,13 +13,14 @@ import pytest
 import trimesh
 
 from daer.cli.data_import import add_parser
-from daer.data.formats import FORMATS, RejectLog, get_loader, read_text_mapping
+from daer.data.formats import FORMATS, FileGroup, RejectLog, get_loader, load_groups, read_text_mapping
 from daer.data.formats.cap3d import load_cap3d
 from daer.data.formats.modelnet40_h5 import load_modelnet40_h5
 from daer.data.formats.openshape_npy import load_openshape_npy
 from daer.data.formats.scanobjectnn_h5 import SCANOBJECTNN_CLASSES, load_scanobjectnn_h5
 from daer.data.formats.text2shape import load_text2shape
 from daer.data.importer import import_format
+from daer.data.mesh_io import load_points
 from daer.data.shards import iter_records
 from daer.errors import BadInputError
 
@@ -183,6 +185,26 @@ def test_text2shape(tmp_path):
     bad.write_text("id,text\n1,x\n")
     with pytest.raises(BadInputError, match="modelid"):
         list(load_text2shape(bad, shapes))
+
+
+def sleepy_loader(path, n_points, rng, max_bytes):
+    """Hangs on files named ``slow*`` (stands in for a file that stalls its reader)."""
+    if Path(path).name.startswith("slow"):
+        time.sleep(60)
+    return load_points(path, n_points, rng, max_bytes)
+
+
+def test_format_files_load_under_a_time_limit(tmp_path):
+    for name in ("ok", "slow"):
+        np.save(tmp_path / f"{name}.npy", np.random.default_rng(0).random((50, 3)))
+    files = {"ok": tmp_path / "ok.npy", "slow": tmp_path / "slow.npy"}
+    groups = [FileGroup("slow", [2, 5], ["x"]), FileGroup("ok", [3], ["y"]), FileGroup("gone", [4], ["z"])]
+    log = RejectLog()
+    t0 = time.monotonic()
+    recs = list(load_groups(groups, files, tmp_path, 16, 0, 10**6, log, timeout=1.0, loader=sleepy_loader))
+    assert time.monotonic() - t0 < 20
+    assert [r.id for r in recs] == ["ok"]
+    assert sorted((r.row, r.code) for r in log.items) == [(2, "timeout"), (4, "missing"), (5, "timeout")]
 
 
 def test_read_text_mapping_csv_and_errors(tmp_path):

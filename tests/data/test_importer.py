@@ -134,6 +134,8 @@ def test_every_bad_row_is_rejected_with_its_reason(tmp_path, meshes):
     csv_path = _csv(tmp_path / "c.csv", rows, header)
     with open(csv_path, "ab") as f:
         f.write(b"ico.ply,caf\xe9 latin-1 caption,,,,\n")  # line 19: not UTF-8
+        f.write(b"ico.ply," + b"x" * 200_000 + b",,,,\n")  # line 20: over the csv module's field limit
+        f.write(b"sub/cyl.stl,still read after a broken row,,,,\n")  # line 21: merged into cyl
     out = tmp_path / "out"
     summary = import_meshes(meshes, csv_path, out, n_points=32, max_bytes=20_000, progress=False)
     assert summary.imported == 2
@@ -155,14 +157,17 @@ def test_every_bad_row_is_rejected_with_its_reason(tmp_path, meshes):
         (16, "no-file"),
         (18, "conflict"),
         (19, "undecodable-caption"),
+        (20, "malformed-row"),
     }
     assert got == expected
     for r in _rejected(out):
         assert r["reason"] and set(r) == {"row", "file", "reason", "code"}
     assert [r["row"] for r in _rejected(out)] == sorted(r["row"] for r in _rejected(out))
     assert sum(summary.rejected.values()) == len(expected)
-    assert "rejected 16 rows" in summary.format()
-    assert {r.id for r in iter_records(out)} == {"box", "sub/cyl"}
+    assert "rejected 17 rows" in summary.format()
+    recs = {r.id: r for r in iter_records(out)}
+    assert set(recs) == {"box", "sub/cyl"}
+    assert recs["sub/cyl"].captions == ["cylinder", "still read after a broken row"]
 
 
 def blocking_loader(path, n_points, rng, max_bytes):
@@ -217,6 +222,13 @@ def test_unusable_csv_raises(tmp_path, meshes):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(BadInputError, match="empty CSV"):
         import_meshes(meshes, tmp_path / "empty.csv", tmp_path / "o3", progress=False)
+    (tmp_path / "header.csv").write_text("file,caption\n")
+    with pytest.raises(BadInputError, match="no rows"):
+        import_meshes(meshes, tmp_path / "header.csv", tmp_path / "o5", progress=False)
+    (tmp_path / "garbage.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(BadInputError, match="missing column") as info:
+        import_meshes(meshes, tmp_path / "garbage.csv", tmp_path / "o6", progress=False)
+    assert str(info.value).isascii()
     with pytest.raises(BadInputError, match="meshes folder"):
         import_meshes(tmp_path / "nodir", tmp_path / "a.csv", tmp_path / "o4", progress=False)
 

@@ -110,7 +110,8 @@ def read_captions(csv_path: str | os.PathLike[str], reject: Callable[[Rejection]
     names, rows = read_csv_rows(csv_path)
     missing = [c for c in ("file", "caption") if c not in names]
     if missing:
-        raise BadInputError(f"{csv_path}: missing column(s) {', '.join(missing)} (header: {', '.join(names)})")
+        header = ascii(",".join(names))[1:-1][:120]
+        raise BadInputError(f"{csv_path}: missing column(s) {', '.join(missing)} (header: {header})")
     by_file: dict[str, _Entry] = {}
     by_id: dict[str, str] = {}
     for line, row, error in rows:
@@ -190,8 +191,9 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _load_task(loader: Loader, path: str, n_points: int, seed: int, key: str, max_bytes: int) -> tuple:
-    """Runs in a worker: load one file with a per-shape deterministic generator."""
+def load_task(loader: Loader, path: str, n_points: int, seed: int, key: str, max_bytes: int) -> tuple:
+    """Worker task: ``loader(path, ...)`` with a generator seeded by (seed, key), so results do not depend
+    on which worker runs it or in what order."""
     return loader(path, n_points=n_points, rng=key_rng(seed, key), max_bytes=max_bytes)
 
 
@@ -239,10 +241,12 @@ def import_meshes(
         raise BadInputError(f"--points must be >= 1, got {n_points}")
     log = RejectLog(sort_by_row=True)
     entries = read_captions(captions_csv, log)
+    if not entries and not log.items:
+        raise BadInputError(f"{captions_csv}: no rows after the header")
 
     def records() -> Iterator[ShapeRecord]:
         tasks = ((str(meshes_dir / e.file), n_points, seed, e.id, max_bytes) for e in entries)
-        with TimedPool(_load_task, loader, workers=workers, timeout=timeout) as pool:
+        with TimedPool(load_task, loader, workers=workers, timeout=timeout) as pool:
             results = pool.map_ordered(tasks, total=len(entries), progress=progress)
             for entry, result in zip(entries, results, strict=True):
                 if isinstance(result, TaskFailed):
@@ -275,6 +279,8 @@ def import_format(
     n_points: int = 2048,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float | None = 30.0,
+    workers: int = 1,
     shard_size: int = 1000,
     overwrite: bool = False,
     progress: bool = True,
@@ -288,6 +294,7 @@ def import_format(
         captions: caption file (required for cap3d and text2shape, optional for openshape-npy).
         shape_names: ModelNet40 class-name file (default ``shape_names.txt`` beside the data).
         n_points, seed, max_bytes, shard_size, overwrite, progress: as for :func:`import_meshes`.
+        timeout, workers: per-file time limit and loader processes for cap3d and text2shape files.
 
     Raises:
         BadInputError: unknown format, missing or misplaced arguments, unusable source or caption file.
@@ -311,7 +318,7 @@ def import_format(
     elif name == "openshape-npy":
         records = loader(source, captions, max_bytes=max_bytes, **common)
     else:
-        records = loader(captions, source, max_bytes=max_bytes, **common)
+        records = loader(captions, source, max_bytes=max_bytes, timeout=timeout, workers=workers, **common)
     bar = tqdm(records, disable=not progress, desc=f"import {name}", unit="shape", file=sys.stderr, leave=False)
     return write_records(bar, out_dir, name, log, shard_size=shard_size, overwrite=overwrite, seed=seed)
 

@@ -272,30 +272,43 @@ def load_groups(
     seed: int,
     max_bytes: int,
     on_reject: RejectFn,
+    timeout: float | None = 30.0,
+    workers: int = 1,
+    loader: Callable[..., Any] | None = None,
 ) -> Iterator[ShapeRecord]:
-    """Load each group's file (found by uid in ``files``) into a record; failures reject every row of the group."""
-    from daer.data.mesh_io import BadFileError, load_points
+    """Load each group's file (found by uid in ``files``) into a record, in group order.
 
+    Files are read by ``loader`` (default ``load_points``) in worker processes with a per-file time
+    limit, as the CSV importer does; a missing, bad, hanging or crashing file rejects every row of its group.
+    """
+    from daer.data.importer import TaskFailed, TimedPool, load_task  # the importer imports this package
+    from daer.data.mesh_io import load_points
+
+    loader = load_points if loader is None else loader
+    present: list[tuple[FileGroup, Path]] = []
     for g in groups:
         path = files.get(g.uid)
         if path is None:
             for row in g.rows:
                 on_reject(Rejection(row, g.uid, f"no shape file for {g.uid!r} under {root}", "missing"))
-            continue
-        rel = path.relative_to(root).as_posix()
-        try:
-            points, normals = load_points(path, n_points, key_rng(seed, g.uid), max_bytes)
-        except BadFileError as e:
-            for row in g.rows:
-                on_reject(Rejection(row, rel, str(e), e.code))
-            continue
-        yield ShapeRecord(
-            id=g.uid,
-            category=g.category,
-            attributes={},
-            captions=g.captions,
-            split=seeded_split(g.uid, seed),
-            points=points,
-            normals=normals,
-            source=rel,
-        )
+        else:
+            present.append((g, path))
+    tasks = ((str(p), n_points, seed, g.uid, max_bytes) for g, p in present)
+    with TimedPool(load_task, loader, workers=workers, timeout=timeout) as pool:
+        for (g, path), result in zip(present, pool.map_ordered(tasks), strict=True):
+            rel = path.relative_to(root).as_posix()
+            if isinstance(result, TaskFailed):
+                for row in g.rows:
+                    on_reject(Rejection(row, rel, result.reason, result.code))
+                continue
+            points, normals = result
+            yield ShapeRecord(
+                id=g.uid,
+                category=g.category,
+                attributes={},
+                captions=g.captions,
+                split=seeded_split(g.uid, seed),
+                points=points,
+                normals=normals,
+                source=rel,
+            )

@@ -31,6 +31,8 @@ def load_cap3d(
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_reject: RejectFn = ignore_rejection,
+    timeout: float | None = 30.0,
+    workers: int = 1,
 ) -> Iterator[ShapeRecord]:
     """Stream Cap3D objects: one record per uid, rows of the same uid merged, split a seeded 80/10/10.
 
@@ -41,6 +43,8 @@ def load_cap3d(
         seed: sampling and split seed.
         max_bytes: larger point files are rejected unread.
         on_reject: receives each row that cannot be used.
+        timeout: seconds per file (its worker process is killed past that); None for no limit.
+        workers: loader processes.
 
     Raises:
         BadInputError: unreadable CSV or missing points folder.
@@ -66,4 +70,6 @@ def load_cap3d(
         if text not in g.captions:
             g.captions.append(text)
     files = index_files(points_dir, SUPPORTED_EXTS)
-    yield from load_groups(groups.values(), files, Path(points_dir), n_points, seed, max_bytes, on_reject)
+    yield from load_groups(
+        groups.values(), files, Path(points_dir), n_points, seed, max_bytes, on_reject, timeout, workers
+    )

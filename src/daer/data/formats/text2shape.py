@@ -31,6 +31,8 @@ def load_text2shape(
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_reject: RejectFn = ignore_rejection,
+    timeout: float | None = 30.0,
+    workers: int = 1,
 ) -> Iterator[ShapeRecord]:
     """Stream Text2Shape models: descriptions of one model merged, category lower-cased, seeded split.
 
@@ -41,6 +43,8 @@ def load_text2shape(
         seed: sampling and split seed.
         max_bytes: larger files are rejected unread.
         on_reject: receives each row that cannot be used.
+        timeout: seconds per file (its worker process is killed past that); None for no limit.
+        workers: loader processes.
 
     Raises:
         BadInputError: unreadable CSV, missing columns or missing shapes folder.
@@ -49,7 +53,8 @@ def load_text2shape(
     names, rows = read_csv_rows(captions)
     missing = [c for c in ("modelid", "description") if c not in names]
     if missing:
-        raise BadInputError(f"{captions}: missing column(s) {', '.join(missing)} (header: {', '.join(names)})")
+        header = ascii(",".join(names))[1:-1][:120]
+        raise BadInputError(f"{captions}: missing column(s) {', '.join(missing)} (header: {header})")
     groups: dict[str, FileGroup] = {}
     for line, row, error in rows:
         if row is None:
@@ -67,4 +72,6 @@ def load_text2shape(
         if text not in g.captions:
             g.captions.append(text)
     files = index_files(shapes_dir, SUPPORTED_EXTS)
-    yield from load_groups(groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject)
+    yield from load_groups(
+        groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject, timeout, workers
+    )

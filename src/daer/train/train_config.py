@@ -16,7 +16,7 @@ TRAIN_CONFIG = "train_config.json"
 # Fields that may change when a run is resumed; every other field defines the run.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"steps", "resume", "ckpt_every", "keep_checkpoints", "log_every", "progress", "workers", "dap", "dap_every",
-     "dap_sims", "device"}
+     "dap_sims", "dap_alpha", "device"}
 )  # fmt: skip
 
 
@@ -48,9 +48,10 @@ class TrainConfig:
     text_encoder: str | None = None  # Hugging Face encoder folder replacing the config's text encoder
     resume: bool = False  # continue from the run folder's newest checkpoint
     progress: bool = True  # tqdm progress bar on rank 0
-    dap: bool = False  # calibrate the HAF policy with DAP during training
+    dap: bool = True  # calibrate the HAF policy with DAP during training (haf mode only)
     dap_every: int = 500  # steps between DAP calibrations
     dap_sims: int = 64  # MCTS simulations per calibration
+    dap_alpha: float = 0.5  # DAP reward: alpha * loss drop + (1 - alpha) * mean(R@1 t2s, R@1 s2t, zero-shot)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra ModelConfig fields
 
     def __post_init__(self) -> None:

@@ -331,5 +331,16 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train (or resume) the run ``cfg`` describes; returns the summary of :meth:`Trainer.fit`."""
+    """Train (or resume) the run ``cfg`` describes; returns the summary of :meth:`Trainer.fit`.
+
+    In ``haf`` mode with ``cfg.dap`` set, a :class:`DAPCallback` calibrates the attention policy
+    every ``cfg.dap_every`` steps.
+    """
+    callbacks = list(callbacks or [])
+    if cfg.dap and cfg.mode == "haf":
+        from daer.train.dap_callback import DAPCallback
+
+        callbacks.append(
+            DAPCallback(cfg.data, every=cfg.dap_every, simulations=cfg.dap_sims, alpha=cfg.dap_alpha, seed=cfg.seed)
+        )
     return Trainer(cfg, callbacks=callbacks).fit()

@@ -1,0 +1,92 @@
+"""DAP on a real tiny model: calibration, logging, training hook and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from daer.data.build import build_synth
+from daer.data.shards import DatasetWriter, iter_records
+from daer.errors import BadInputError, DaerError
+from daer.models.model import create_model
+from daer.train.calibrate import calibrate_model, current_policy, validation_batch
+from daer.train.dap_callback import DAP_LOG
+from daer.train.train_config import TrainConfig
+from daer.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    build_synth(out, 120, n_points=256, seed=0, workers=1, progress=False)
+    return out
+
+
+def test_calibration_applies_a_policy_no_worse_than_before(synth: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("tiny", n_points=256)
+    batch = validation_batch(synth, size=32)
+    assert batch.points.shape == (len(batch.captions), 256, 3)
+    before = current_policy(model)
+    calibration = calibrate_model(model, batch, simulations=40, seed=0)
+    assert calibration.best_reward >= calibration.reward_before
+    assert calibration.simulations <= 40 and calibration.seconds > 0
+    after = current_policy(model)
+    expected = calibration.policy if calibration.applied else before
+    assert after.tau == pytest.approx(expected.tau, rel=1e-6)
+    assert after.level_weight == pytest.approx(expected.level_weight, rel=1e-6)
+    assert after.mix == pytest.approx(expected.mix, rel=1e-6)
+
+
+def test_global_mode_checkpoint_is_refused(synth: Path) -> None:
+    model = create_model("tiny", n_points=256, mode="global")
+    with pytest.raises(DaerError, match="global"):
+        calibrate_model(model, validation_batch(synth, size=8), simulations=5)
+
+
+def test_empty_validation_split_is_refused(tmp_path: Path, synth: Path) -> None:
+    out = tmp_path / "no_val"
+    with DatasetWriter(out, source="test") as writer:
+        for record in iter_records(synth, split="train"):
+            writer.add(record)
+    with pytest.raises(BadInputError, match="'val' split is empty"):
+        validation_batch(out)
+
+
+def test_training_calibrates_every_k_steps_and_logs(tmp_path: Path, synth: Path) -> None:
+    cfg = TrainConfig(
+        data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=4, batch_size=8,
+        dap=True, dap_every=2, dap_sims=10, ckpt_every=4, progress=False,
+    )  # fmt: skip
+    train(cfg)
+    lines = (tmp_path / "run" / DAP_LOG).read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["step"] for e in entries] == [2, 4]
+    for e in entries:
+        assert {"simulations", "best_reward", "reward_before", "policy", "seconds"} <= set(e)
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert sum(e.get("event") == "dap" for e in events) == 2
+
+
+def test_calibrate_cli_updates_the_checkpoint_and_refuses_damage(tmp_path: Path, synth: Path, capsys) -> None:
+    from daer.cli import main
+    from daer.models.model import load_model
+
+    run = tmp_path / "run"
+    create_model("tiny", n_points=256).save(run)
+    assert main(["calibrate", "--ckpt", str(run), "--data", str(synth), "--sims", "20", "--batch-size", "16"]) == 0
+    assert "DAP mcts: 20 simulations" in capsys.readouterr().out
+    entry = json.loads((run / DAP_LOG).read_text().splitlines()[-1])
+    assert load_model(run).haf.get_policy()["mix"] == pytest.approx(entry["policy"]["mix"], rel=1e-6)
+
+    weights = run / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    before = weights.read_bytes()
+    assert main(["calibrate", "--ckpt", str(run), "--data", str(synth), "--sims", "5"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert weights.read_bytes() == before

@@ -112,6 +112,18 @@ def test_point_files(tmp_path):
         assert d.min(axis=1).max() < 1e-4 and d.min(axis=0).max() < 1e-4, name
 
 
+def test_openshape_dict_written_by_numpy_1(tmp_path):
+    # NumPy 1.x pickled with protocol 3 and the module name numpy.core (NumPy 2 says numpy._core)
+    obj = np.empty((), dtype=object)
+    obj[()] = {"xyz": np.random.default_rng(0).random((64, 3)).astype(np.float32), "text": ["a chair"]}
+    body = pickle.dumps(obj, protocol=3).replace(b"numpy._core", b"numpy.core")
+    with open(tmp_path / "old.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        f.write(body)
+    assert read_npy(tmp_path / "old.npy")["text"] == ["a chair"]
+    _assert_normalised(load_points(tmp_path / "old.npy", 32)[0], 32)
+
+
 def test_torch_point_file_channel_first(tmp_path):
     torch = pytest.importorskip("torch")
     cloud = np.random.default_rng(0).random((6, 500)).astype(np.float32)  # Cap3D-style (6, N)

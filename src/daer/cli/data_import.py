@@ -80,7 +80,7 @@ def add_parser(data_sub: argparse._SubParsersAction) -> None:
         "--max-bytes", type=parse_bytes, default=DEFAULT_MAX_BYTES, help="skip larger files, e.g. 256M (default 256M)"
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per file before it is skipped (default 30)")
-    p.add_argument("--workers", type=int, default=1, help="loader processes (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)

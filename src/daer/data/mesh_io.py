@@ -388,6 +388,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("builtins", "dict"),
         ("builtins", "list"),
         ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles
     }
 
     def find_class(self, module: str, name: str) -> object:

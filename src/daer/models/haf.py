@@ -1,0 +1,185 @@
+"""Hierarchical Attention Fusion: every text token attends over the point tokens of every level.
+
+For level l: A_l = softmax_points((T W_q,l)(P_l W_k,l)ᵀ / (√d · τ_l)). Each token's attended feature
+is a_i = Σ_j A_ij k_j in the same query/key space, and the level score is the token-importance-weighted
+mean cosine between q_i and a_i (padding tokens weigh zero). τ_l moves the score between the cosine
+with the best-matching point token (τ → 0) and with the mean point token (τ → ∞).
+fine = Σ_l w_l·S_l and final = (1 − mix)·global_cos + mix·fine. τ, w and mix form the attention
+*policy*: buffers saved with the model, set by DAP calibration, never trained by gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from daer.errors import BadInputError
+from daer.models.point_encoder import PointFeatures
+from daer.models.text_encoder import TextFeatures
+
+_EPS = 1e-6
+
+
+def _cosine(q: Tensor, a: Tensor) -> Tensor:
+    """Cosine along the last dim, with the norms clamped away from zero."""
+    return (q * a).sum(-1) / (q.norm(dim=-1) * a.norm(dim=-1)).clamp_min(_EPS)
+
+
+class HierarchicalAttentionFusion(nn.Module):
+    """Token-to-point attention scores per level, and their fusion with the global cosine.
+
+    Args:
+        embed_dim: D, width of text and point tokens.
+        n_levels: L, number of point token levels.
+        attn_dim: d, width of the per-level query/key space.
+        tau, level_weight, mix: the initial policy.
+        chunk: max elements of one (texts × tokens × shapes × points) block in :meth:`level_scores`.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        n_levels: int,
+        attn_dim: int,
+        tau: Sequence[float],
+        level_weight: Sequence[float],
+        mix: float,
+        chunk: int = 1 << 20,
+    ) -> None:
+        super().__init__()
+        self.n_levels = n_levels
+        self.attn_dim = attn_dim
+        self.chunk = chunk
+        self.query = nn.ModuleList(nn.Linear(embed_dim, attn_dim, bias=False) for _ in range(n_levels))
+        self.key = nn.ModuleList(nn.Linear(embed_dim, attn_dim, bias=False) for _ in range(n_levels))
+        self.importance = nn.Linear(embed_dim, 1)
+        self.register_buffer("tau", torch.ones(n_levels))
+        self.register_buffer("level_weight", torch.ones(n_levels) / n_levels)
+        self.register_buffer("mix", torch.tensor(0.5))
+        self.set_policy(tau=tau, level_weight=level_weight, mix=mix)
+
+    # --- policy ---
+    def get_policy(self) -> dict[str, list[float] | float]:
+        """The current policy as plain numbers: ``{"tau": [L], "level_weight": [L], "mix": float}``."""
+        return {"tau": self.tau.tolist(), "level_weight": self.level_weight.tolist(), "mix": float(self.mix)}
+
+    def set_policy(
+        self,
+        tau: Sequence[float] | Tensor | None = None,
+        level_weight: Sequence[float] | Tensor | None = None,
+        mix: float | Tensor | None = None,
+    ) -> None:
+        """Replace any part of the policy (values are checked: τ > 0, w >= 0, 0 <= mix <= 1)."""
+        if tau is not None:
+            t = self._vector("tau", tau)
+            if not bool((t > 0).all()):
+                raise BadInputError(f"HAF policy: tau must be positive, got {t.tolist()}")
+            self.tau.copy_(t)
+        if level_weight is not None:
+            w = self._vector("level_weight", level_weight)
+            if not bool((w >= 0).all()):
+                raise BadInputError(f"HAF policy: level_weight must be non-negative, got {w.tolist()}")
+            self.level_weight.copy_(w)
+        if mix is not None:
+            m = float(mix)
+            if not 0.0 <= m <= 1.0:
+                raise BadInputError(f"HAF policy: mix must be in [0, 1], got {m}")
+            self.mix.fill_(m)
+
+    def _vector(self, name: str, value: Sequence[float] | Tensor) -> Tensor:
+        v = torch.as_tensor(value, dtype=torch.float32).detach().reshape(-1).cpu()
+        if v.numel() != self.n_levels or not bool(torch.isfinite(v).all()):
+            raise BadInputError(f"HAF policy: {name} needs {self.n_levels} finite values, got {v.tolist()}")
+        return v
+
+    def _tau(self, tau: Tensor | Sequence[float] | None) -> list[float]:
+        if tau is None:
+            return self.tau.tolist()
+        t = self._vector("tau", tau)
+        if not bool((t > 0).all()):
+            raise BadInputError(f"HAF: tau must be positive, got {t.tolist()}")
+        return t.tolist()
+
+    # --- scores ---
+    def token_weights(self, text: TextFeatures) -> Tensor:
+        """Importance of each token, (B, T), summing to one over the real tokens."""
+        logits = self.importance(text.tokens).squeeze(-1)  # (B, T)
+        logits = logits.masked_fill(~text.mask, torch.finfo(logits.dtype).min)
+        return logits.softmax(-1) * text.mask
+
+    def level_scores(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> Tensor:
+        """Level scores of every text with every shape, (Bt, Bs, L), in blocks that bound memory.
+
+        Args:
+            tau: (L,) temperatures to use instead of the policy's (DAP evaluates candidates this way).
+        """
+        taus = self._tau(tau)
+        w = self.token_weights(text)  # (Bt, T)
+        bt, t = w.shape
+        bs = len(shapes)
+        per_level = []
+        for lvl in range(self.n_levels):
+            q = self.query[lvl](text.tokens)  # (Bt, T, d)
+            k = self.key[lvl](shapes.levels[lvl])  # (Bs, N, d)
+            n = k.shape[1]
+            scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
+            t_step = max(1, min(bt, self.chunk // max(1, t * n)))
+            s_step = max(1, self.chunk // max(1, t_step * t * n))
+            rows = []
+            for i in range(0, bt, t_step):
+                qi, wi = q[i : i + t_step], w[i : i + t_step]  # (bt', T, d), (bt', T)
+                qf = (qi * scale).reshape(-1, qi.shape[-1])  # (bt'·T, d), scaled here: smaller than the logits
+                cols = []
+                for j in range(0, bs, s_step):
+                    kj = k[j : j + s_step]  # (bs', N, d)
+                    logits = torch.bmm(qf.expand(kj.shape[0], -1, -1), kj.transpose(1, 2))  # (bs', bt'·T, N)
+                    attn = logits.softmax(-1)
+                    att = torch.bmm(attn, kj).view(kj.shape[0], qi.shape[0], t, -1)  # (bs', bt', T, d)
+                    cos = _cosine(qi[None], att)  # (bs', bt', T)
+                    cols.append((cos * wi[None]).sum(-1).transpose(0, 1))  # (bt', bs')
+                rows.append(torch.cat(cols, dim=1))
+            per_level.append(torch.cat(rows, dim=0))  # (Bt, Bs)
+        return torch.stack(per_level, dim=-1)  # (Bt, Bs, L)
+
+    def paired_level_scores(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> Tensor:
+        """Level scores of aligned pairs (text b with shape b), (B, L)."""
+        if len(text) != len(shapes):
+            raise BadInputError(f"paired scores need as many texts as shapes ({len(text)} vs {len(shapes)})")
+        w = self.token_weights(text)  # (B, T)
+        out = []
+        for q, k, attn in self._paired(text, shapes, tau):
+            att = torch.bmm(attn, k)  # (B, T, d)
+            out.append((_cosine(q, att) * w).sum(-1))  # (B,)
+        return torch.stack(out, dim=-1)  # (B, L)
+
+    def attention(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> list[Tensor]:
+        """A_l of aligned pairs: per level (B, T, N_l), each row a distribution over that level's tokens."""
+        if len(text) != len(shapes):
+            raise BadInputError(f"attention needs as many texts as shapes ({len(text)} vs {len(shapes)})")
+        return [attn for _, _, attn in self._paired(text, shapes, tau)]
+
+    def _paired(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None) -> list[tuple[Tensor, ...]]:
+        taus = self._tau(tau)
+        out = []
+        for lvl in range(self.n_levels):
+            q = self.query[lvl](text.tokens)  # (B, T, d)
+            k = self.key[lvl](shapes.levels[lvl])  # (B, N, d)
+            scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
+            out.append((q, k, torch.bmm(q * scale, k.transpose(1, 2)).softmax(-1)))  # attn (B, T, N)
+        return out
+
+    def fine(self, level_scores: Tensor) -> Tensor:
+        """Σ_l w_l·S_l over the last dim of (..., L) level scores."""
+        return (level_scores * self.level_weight.to(level_scores.dtype)).sum(-1)
+
+    def fuse(self, level_scores: Tensor, global_cos: Tensor) -> Tensor:
+        """(1 − mix)·global_cos + mix·Σ_l w_l·S_l; level scores (..., L), global cosines (...)."""
+        if level_scores.shape[:-1] != global_cos.shape or level_scores.shape[-1] != self.n_levels:
+            raise BadInputError(
+                f"fuse: level scores {tuple(level_scores.shape)} do not match global cosines {tuple(global_cos.shape)}"
+            )
+        mix = self.mix.to(global_cos.dtype)
+        return (1 - mix) * global_cos + mix * self.fine(level_scores)

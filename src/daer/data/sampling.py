@@ -37,8 +37,12 @@ def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
         raise BadInputError(f"expected (N, 3) points, got shape {points.shape}")
     if not np.isfinite(points).all():
         raise BadInputError("points contain NaN or infinite coordinates")
-    centre = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    centre = points.min(axis=0) / 2.0 + points.max(axis=0) / 2.0  # halves first: no overflow near 1e308
     centred = points - centre
+    scale = float(np.abs(centred).max())
+    if not np.isfinite(scale) or scale <= 1e-12:
+        raise BadInputError("geometry is degenerate (all points coincide) or too large to represent")
+    centred = centred / scale  # bring to |x| <= 1 before the norm so squaring cannot overflow
     radius = float(np.linalg.norm(centred, axis=1).max())
     if radius <= 1e-12:
         raise BadInputError("geometry is degenerate (all points coincide)")

@@ -1,0 +1,399 @@
+"""ERS: hierarchical k-means tree descended with a UCT-like score, FAISS-scanned leaves, optional re-rank.
+
+Query path, per query ``q`` (unit norm):
+
+1. descend the tree (:func:`daer.retrieval.tree.descend`) with node score
+   ``sim(q, centroid) + β·success_rate + c·√(ln N_parent / N_child)``, keeping ``beam`` nodes per
+   internal level and ``n_probe`` leaves;
+2. scan those leaves, which are the inverted lists of a FAISS IVF index (Flat or SQ8 codes), with
+   ``search_preassigned`` (its ``nprobe`` is the number of leaves passed per query);
+3. keep the top ``candidates`` by global cosine (SQ8 scores re-scored exactly when ``refine``);
+4. optionally re-rank the top ``rerank_depth`` with ``reranker(query_index, ids) -> scores`` (the HAF fine
+   score of the model); the result is the top ``k``.
+
+Success statistics: ``N`` counts how often a node was kept in a query's beam, ``success`` how often
+the query's final top-1 lay under it. ``success_rate`` is shrunk towards its level's mean with a prior
+of ``prior`` pseudo-visits, so unvisited nodes are neutral; with no history both bonus terms vanish and
+the descent is pure centroid similarity. Statistics update only when ``learn`` is on (frozen for
+benchmarks). Searches may run from many threads at once; statistics updates are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import faiss
+import numpy as np
+
+from daer.errors import BadInputError, IntegrityError
+from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
+from daer.retrieval.tree import Tree, build_tree, descend, refit
+
+# Leaf codes besides "flat". "sq8" uses one 8-bit range for all dimensions: unit-norm embeddings have similar
+# ranges per dimension, and FAISS scans the uniform variant several times faster than per-dimension ranges.
+SQ_CODES = {
+    "sq8": faiss.ScalarQuantizer.QT_8bit_uniform,
+    "sq8_dim": faiss.ScalarQuantizer.QT_8bit,
+    "fp16": faiss.ScalarQuantizer.QT_fp16,
+}
+_PARAMS: dict[int, faiss.SearchParametersIVF] = {}  # read-only after creation, shared by threads
+
+Reranker = Callable[[int, np.ndarray], np.ndarray]  # (query index, candidate ids (R,)) -> scores (R,)
+
+
+@dataclass
+class ERSConfig:
+    """Build and default search settings of an :class:`ERSIndex`."""
+
+    n_leaves: int = 0  # leaves (inverted lists); 0 → about n / 64
+    depth: int = 2  # levels below the root
+    codes: str = "flat"  # leaf codes: "flat" (float32), "sq8" (8-bit), "sq8_dim" (8-bit per-dim ranges), "fp16"
+    refine: bool = True  # with quantised codes: keep float vectors and re-score the top candidates exactly
+    train_per_leaf: int = 64  # k-means training items per leaf
+    assign_beam: int = 4  # beam used to assign items to leaves at build time
+    niter: int = 20  # k-means iterations per node
+    seed: int = 0
+    beam: int = 8  # default nodes kept per internal level
+    n_probe: int = 16  # default leaves scanned
+    beta: float = 0.0  # weight of the success-rate term
+    explore: float = 0.0  # c, weight of the exploration term
+    prior: float = 10.0  # pseudo-visits shrinking a node's success rate to its level's mean
+    learn: bool = False  # update success statistics from served queries
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ERSIndex:
+    """Hierarchical ERS index over unit-norm embeddings. Create with :meth:`build` or :meth:`load`."""
+
+    method = "ers"
+
+    def __init__(
+        self,
+        config: ERSConfig,
+        tree: Tree,
+        ivf: faiss.IndexIVF,
+        ids: np.ndarray,
+        leaf_of: np.ndarray,
+        vectors: np.ndarray | None,
+        stats: tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None = None,
+        model_hash: str = "",
+    ) -> None:
+        self.config = config
+        self.tree = tree
+        self.ivf = ivf
+        self.ids = ids  # (n,) user ids; FAISS stores row numbers
+        self.leaf_of = leaf_of  # (n,) leaf of each row
+        self.vectors = vectors  # (n, d) float32 for exact re-scoring, or None
+        self.model_hash = model_hash
+        sizes = tree.level_sizes()
+        if stats is None:
+            stats = ([np.zeros(s) for s in sizes], [np.zeros(s) for s in sizes], np.zeros(1))
+        self.visits, self.successes, self.root_visits = stats
+        self._ancestors = tree.leaf_ancestors()
+        self._lock = threading.Lock()
+        self._bonus: list[np.ndarray] | None = None
+        self._bonus_dirty = True
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        ids: np.ndarray | None = None,
+        config: ERSConfig | None = None,
+        model_hash: str = "",
+        **overrides: Any,
+    ) -> ERSIndex:
+        """Build the tree and fill the leaves.
+
+        Args:
+            embeddings: (n, d) float32 unit-norm embeddings (a memmap is fine; read in chunks).
+            ids: (n,) int64 user ids; default ``0..n-1``.
+            config: settings; ``overrides`` replace single fields.
+            model_hash: identity of the embedding model, checked on load.
+        """
+        cfg = ERSConfig(**{**asdict(config or ERSConfig()), **overrides})
+        x = check_matrix(embeddings, "embeddings")
+        n, d = x.shape
+        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        if ids.shape != (n,):
+            raise BadInputError(f"ERS build: ids must have shape ({n},), got {ids.shape}")
+        if cfg.codes not in ("flat", *SQ_CODES):
+            raise BadInputError(f"ERS build: codes must be one of flat, {', '.join(SQ_CODES)}; got {cfg.codes!r}")
+        n_leaves = cfg.n_leaves or max(1, n // 64)
+        rng = np.random.default_rng(cfg.seed)
+        n_train = min(n, n_leaves * cfg.train_per_leaf)
+        rows = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
+        train = np.ascontiguousarray(x[rows], dtype=np.float32)
+        tree = build_tree(train, n_leaves, depth=cfg.depth, niter=cfg.niter, seed=cfg.seed)
+        leaf_of = np.empty(n, dtype=np.int32)
+        for s in range(0, n, 65536):
+            block = np.ascontiguousarray(x[s : s + 65536], dtype=np.float32)
+            leaf_of[s : s + len(block)] = descend(tree, block, cfg.assign_beam, 1)[0][:, 0]
+        refit(tree, x, leaf_of)
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(tree.centroids[-1])
+        nlist = tree.n_leaves
+        if cfg.codes == "flat":
+            ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.is_trained = True
+        else:
+            qtype = SQ_CODES[cfg.codes]
+            ivf = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, qtype, faiss.METRIC_INNER_PRODUCT, False)
+            ivf.train(train)  # the quantizer already holds nlist centroids: only the SQ ranges are trained
+        for s in range(0, n, 65536):
+            block = np.ascontiguousarray(x[s : s + 65536], dtype=np.float32)
+            rows_b = np.arange(s, s + len(block), dtype=np.int64)
+            lists = leaf_of[s : s + len(block)].astype(np.int64)
+            ivf.add_core(len(block), faiss.swig_ptr(block), faiss.swig_ptr(rows_b), faiss.swig_ptr(lists))
+        vectors = np.asarray(x, dtype=np.float32) if cfg.codes != "flat" and cfg.refine else None
+        return cls(cfg, tree, ivf, ids, leaf_of, vectors, model_hash=model_hash)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self.tree.dim
+
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed items."""
+        return len(self.ids)
+
+    def bytes_per_vector(self) -> float:
+        """Memory held per indexed item: leaf codes + FAISS ids + user ids + leaf map (+ float vectors)."""
+        code = self.ivf.code_size + 8 + self.ids.itemsize + self.leaf_of.itemsize
+        if self.vectors is not None:
+            code += self.vectors.shape[1] * 4
+        tree = sum(c.nbytes for c in self.tree.centroids) / max(self.ntotal, 1)
+        return float(code + tree)
+
+    # ------------------------------------------------------------------ statistics
+    def set_learning(self, learn: bool) -> None:
+        """Turn success-statistics updates on or off (off = frozen, as in benchmarks)."""
+        self.config.learn = learn
+
+    def reset_stats(self) -> None:
+        """Forget all success statistics."""
+        with self._lock:
+            for a in (*self.visits, *self.successes, self.root_visits):
+                a[:] = 0
+            self._bonus_dirty = True
+
+    def _bonuses(self) -> list[np.ndarray] | None:
+        """Per-level additive scores β·rate + c·explore (None when both weights are zero)."""
+        cfg = self.config
+        if cfg.beta == 0.0 and cfg.explore == 0.0:
+            return None
+        with self._lock:
+            if self._bonus_dirty or self._bonus is None:
+                out = []
+                for level in range(self.tree.depth):
+                    v, s = self.visits[level], self.successes[level]
+                    mean = s.sum() / v.sum() if v.sum() > 0 else 0.0
+                    rate = (s + cfg.prior * mean) / (v + cfg.prior)
+                    up = self.root_visits if level == 0 else self.visits[level - 1][self.tree.parent[level]]
+                    explore = np.sqrt(np.log1p(up) / (v + 1.0))
+                    out.append((cfg.beta * rate + cfg.explore * explore).astype(np.float32))
+                self._bonus, self._bonus_dirty = out, False
+            return self._bonus
+
+    def _update_stats(self, kept: list[np.ndarray], top_rows: np.ndarray) -> None:
+        """Count the beam nodes as visited and the ancestors of each query's top-1 as successes."""
+        with self._lock:
+            self.root_visits += len(top_rows)
+            for level, nodes in enumerate(kept):
+                valid = nodes[nodes >= 0]
+                np.add.at(self.visits[level], valid, 1.0)
+            ok = top_rows >= 0
+            leaves = self.leaf_of[top_rows[ok]]
+            for level in range(self.tree.depth):
+                np.add.at(self.successes[level], self._ancestors[level][leaves], 1.0)
+            self._bonus_dirty = True
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        beam: int | Sequence[int] | None = None,
+        n_probe: int | None = None,
+        candidates: int | None = None,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` search for a batch of queries.
+
+        Args:
+            queries: (Q, d) float32 query embeddings (normalised here).
+            k: results per query.
+            beam: nodes kept per internal level (default ``config.beam``).
+            n_probe: leaves scanned per query (default ``config.n_probe``).
+            candidates: C, candidates kept by global cosine (default: k, or more for re-ranking/refining).
+            reranker: optional fine scorer ``(query_index, ids (R,)) -> scores (R,)``.
+            rerank_depth: R, how many top candidates the reranker re-orders (0 = off).
+
+        Returns:
+            (scores (Q, k) float32, ids (Q, k) int64); -inf / -1 where fewer than k items were reached.
+        """
+        if k < 1:
+            raise BadInputError(f"ERS search: k must be >= 1, got {k}")
+        q = normalise_queries(queries, self.dim)
+        beam = self.config.beam if beam is None else beam
+        n_probe = min(self.config.n_probe if n_probe is None else n_probe, self.tree.n_leaves)
+        depth_r = rerank_depth if reranker is not None else 0
+        refine = self.vectors is not None
+        c = candidates or max(k, depth_r, 2 * k if refine else k)
+        c = max(c, k, depth_r)
+        leaves, kept = descend(self.tree, q, beam, n_probe, self._bonuses())
+        scores, rows = self._scan(q, leaves, c)
+        if refine:
+            scores, rows = self._rescore(q, scores, rows)
+        if depth_r > 0:
+            scores, rows = self._rerank(scores, rows, reranker, depth_r)
+        scores, rows = scores[:, :k], rows[:, :k]
+        if self.config.learn:
+            self._update_stats(kept, rows[:, 0])
+        out_ids = np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
+        return scores, out_ids
+
+    def _scan(self, q: np.ndarray, leaves: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS scan of the given leaves (Q, n_probe): top ``c`` rows by code inner product."""
+        n_q, n_probe = leaves.shape
+        dist = np.empty((n_q, c), dtype=np.float32)
+        rows = np.empty((n_q, c), dtype=np.int64)
+        coarse = np.zeros((n_q, n_probe), dtype=np.float32)
+        params = _PARAMS.get(n_probe)
+        if params is None:
+            params = _PARAMS.setdefault(n_probe, faiss.SearchParametersIVF(nprobe=n_probe))  # nprobe == leaves/query
+        self.ivf.search_preassigned_c(
+            n_q,
+            faiss.swig_ptr(q),
+            c,
+            faiss.swig_ptr(leaves),
+            faiss.swig_ptr(coarse),
+            faiss.swig_ptr(dist),
+            faiss.swig_ptr(rows),
+            False,
+            params,
+        )
+        return dist, rows
+
+    def _rescore(self, q: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of the scanned candidates from the float vectors, re-sorted."""
+        vec = self.vectors[np.maximum(rows, 0).ravel()].reshape(*rows.shape, -1)  # (Q, C, d)
+        exact = np.matmul(vec, q[:, :, None])[:, :, 0]  # (Q, C)
+        exact[rows < 0] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")
+        r = np.arange(len(rows))[:, None]
+        return exact[r, order], rows[r, order]
+
+    def _rerank(
+        self, scores: np.ndarray, rows: np.ndarray, reranker: Reranker, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-order each query's top ``depth`` rows by the reranker's score; the rest keep their order."""
+        scores, rows = scores.copy(), rows.copy()
+        for i in range(len(rows)):
+            r = rows[i, :depth]
+            valid = r >= 0
+            if not valid.any():
+                continue
+            fine = np.asarray(reranker(i, self.ids[r[valid]]), dtype=np.float32).reshape(-1)
+            if fine.shape != (int(valid.sum()),):
+                raise BadInputError(f"ERS rerank: reranker returned {fine.shape}, expected ({int(valid.sum())},)")
+            order = np.argsort(-fine, kind="stable")
+            m = len(order)
+            rows[i, :m] = r[valid][order]
+            scores[i, :m] = fine[order]
+        return scores, rows
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], model_hash: str | None = None) -> None:
+        """Write the index folder atomically (manifest with checksums, FAISS file, arrays, statistics)."""
+        mh = self.model_hash if model_hash is None else model_hash
+        with IndexWriter(path, self.method, mh, self.dim, self.ntotal) as w:
+            w.meta.update({"config": asdict(self.config), "depth": self.tree.depth})
+            w.put_faiss("ivf", self.ivf)
+            w.put_array("ids", self.ids)
+            w.put_array("leaf_of", self.leaf_of)
+            for name, arr in self.tree.arrays().items():
+                w.put_array(f"tree_{name}", arr)
+            with self._lock:
+                for level in range(self.tree.depth):
+                    w.put_array(f"visits_{level + 1}", self.visits[level])
+                    w.put_array(f"successes_{level + 1}", self.successes[level])
+                w.put_array("root_visits", self.root_visits)
+            if self.vectors is not None:
+                out = w.open_array("vectors", self.vectors.shape, np.float32)
+                for s in range(0, len(self.vectors), 65536):
+                    out[s : s + 65536] = self.vectors[s : s + 65536]
+                out.flush()
+                del out
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        expect_model_hash: str | None = None,
+        expect_dim: int | None = None,
+        verify: bool = True,
+        mmap_vectors: bool = True,
+    ) -> ERSIndex:
+        """Read an index folder written by :meth:`save`, refusing a damaged or mismatched one."""
+        folder = open_index_dir(path, expect_model_hash, expect_dim, expect_method=cls.method, verify=verify)
+        return cls.from_folder(folder, mmap_vectors=mmap_vectors)
+
+    @classmethod
+    def from_folder(cls, folder: IndexFolder, mmap_vectors: bool = True) -> ERSIndex:
+        """Build the in-memory index from a verified folder."""
+        try:
+            cfg = ERSConfig(**folder.meta["config"])
+            depth = int(folder.meta["depth"])
+            tree = Tree.from_arrays({n: folder.array(f"tree_{n}") for n in _tree_names(depth)}, depth)
+            stats = (
+                [folder.array(f"visits_{lv}").astype(np.float64) for lv in range(1, depth + 1)],
+                [folder.array(f"successes_{lv}").astype(np.float64) for lv in range(1, depth + 1)],
+                folder.array("root_visits").astype(np.float64),
+            )
+            ivf = folder.faiss("ivf")
+            if not isinstance(ivf, faiss.IndexIVF):
+                raise TypeError(f"ivf.faiss holds a {type(ivf).__name__}, not an IVF index")
+            vectors = folder.array("vectors", mmap=mmap_vectors) if folder.has("vectors", ".npy") else None
+            index = cls(cfg, tree, ivf, folder.array("ids"), folder.array("leaf_of"), vectors, stats)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise IntegrityError(f"index {folder.path}: inconsistent ERS index ({e})") from e
+        index.model_hash = folder.manifest.get("model_hash", "")
+        if ivf.ntotal != index.ntotal or ivf.nlist != tree.n_leaves or ivf.d != tree.dim:
+            raise IntegrityError(f"index {folder.path}: FAISS index does not match the tree and ids")
+        return index
+
+
+def _tree_names(depth: int) -> list[str]:
+    names = []
+    for lv in range(1, depth + 1):
+        names += [f"centroids_{lv}", f"parent_{lv}", f"counts_{lv}", f"child_start_{lv - 1}"]
+    return names
+
+
+def check_matrix(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` if it is a non-empty 2-D array, else a BadInputError naming ``what``."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise BadInputError(f"{what} must be a non-empty (n, d) array, got {getattr(x, 'shape', type(x))}")
+    return x
+
+
+def normalise_queries(queries: np.ndarray, dim: int) -> np.ndarray:
+    """(Q, d) float32 contiguous unit-norm copy of the queries; refuses bad shapes and non-finite values."""
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim or q.shape[0] == 0:
+        raise BadInputError(f"queries must be (Q>0, {dim}), got {q.shape}")
+    norms = np.sqrt(np.einsum("qd,qd->q", q, q))[:, None]
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise BadInputError("queries must be finite and non-zero")
+    return np.ascontiguousarray(q / norms, dtype=np.float32)

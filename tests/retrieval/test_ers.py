@@ -1,0 +1,150 @@
+"""ERS: descent against a brute-force reference, equality with exact search at full coverage, statistics,
+re-ranking and concurrent searches."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from daer.errors import BadInputError
+from daer.retrieval.ers import ERSIndex
+from daer.retrieval.tree import Tree, descend
+from tests.retrieval.conftest import exact_topk, recall
+
+
+@pytest.fixture(scope="module")
+def ers2(small_data: tuple[np.ndarray, np.ndarray]) -> ERSIndex:
+    x, _ = small_data
+    return ERSIndex.build(x, ids=np.arange(len(x)) * 10 + 7, n_leaves=48, depth=2, niter=8)
+
+
+def reference_descend(tree: Tree, q: np.ndarray, beam: int, n_probe: int, bonus: list[np.ndarray] | None) -> list:
+    """Obvious beam descent: per query, score every child of the kept nodes and sort."""
+    out = []
+    for qv in q:
+        nodes = [0]
+        for level in range(tree.depth):
+            start = tree.child_start[level]
+            cand = np.concatenate([np.arange(start[p], start[p + 1]) for p in nodes])
+            s = tree.centroids[level][cand] @ qv + (0 if bonus is None else bonus[level][cand])
+            width = beam if level < tree.depth - 1 else n_probe
+            nodes = list(cand[np.argsort(-s, kind="stable")[:width]])
+        out.append(set(int(n) for n in nodes))
+    return out
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("batch", [True, False])
+def test_descend_matches_reference(small_data, depth: int, batch: bool) -> None:
+    x, q = small_data
+    index = ERSIndex.build(x, n_leaves=60, depth=depth, niter=5)
+    tree = index.tree
+    rng = np.random.default_rng(0)
+    bonus = [rng.uniform(0, 0.05, n).astype(np.float32) for n in tree.level_sizes()]
+    for b in (None, bonus):
+        ref = reference_descend(tree, q, 3, 7, b)
+        if batch:
+            leaves = descend(tree, q, 3, 7, b)[0]
+        else:
+            leaves = np.concatenate([descend(tree, q[i : i + 1], 3, 7, b)[0] for i in range(len(q))])
+        assert leaves.shape == (len(q), 7)
+        assert [set(int(v) for v in row) for row in leaves] == ref
+
+
+def test_tree_is_balanced_and_consistent(ers2: ERSIndex, small_data) -> None:
+    x, _ = small_data
+    tree = ers2.tree
+    assert tree.depth == 2 and 40 <= tree.n_leaves <= 60
+    assert tree.counts[-1].sum() == len(x) == ers2.ivf.ntotal
+    np.testing.assert_array_equal(tree.counts[-1], np.bincount(ers2.leaf_of, minlength=tree.n_leaves))
+    np.testing.assert_array_equal(tree.counts[0], np.bincount(tree.parent[1], weights=tree.counts[1]))
+    assert np.all(np.diff(tree.parent[1]) >= 0)  # children stored contiguously, ordered by parent
+    sizes = tree.counts[-1]
+    assert sizes.max() < 6 * np.median(sizes)  # leaves sized in proportion, no giant list
+
+
+@pytest.mark.parametrize("codes", ["flat", "sq8"])
+def test_full_beam_equals_exact_search(small_data, codes: str) -> None:
+    x, q = small_data
+    index = ERSIndex.build(x, n_leaves=32, depth=2, codes=codes, niter=5)
+    scores, ids = index.search(
+        q, k=10, beam=10_000, n_probe=index.tree.n_leaves, candidates=200 if codes != "flat" else None
+    )
+    ref_s, ref_i = exact_topk(x, q, 10)
+    np.testing.assert_array_equal(ids, ref_i)
+    np.testing.assert_allclose(scores, ref_s, atol=1e-5)
+
+
+def test_recall_sanity_and_single_equals_batch(ers2: ERSIndex, small_data) -> None:
+    x, q = small_data
+    _, truth = exact_topk(x, q, 10)
+    s_b, i_b = ers2.search(q, k=10, beam=4, n_probe=8)
+    assert recall((i_b - 7) // 10, truth) > 0.8
+    singles = [ers2.search(q[i], k=10, beam=4, n_probe=8) for i in range(len(q))]
+    np.testing.assert_array_equal(np.concatenate([s[1] for s in singles]), i_b)
+    np.testing.assert_allclose(np.concatenate([s[0] for s in singles]), s_b, atol=1e-6)
+    wider = ers2.search(q, k=10, beam=8, n_probe=24)[1]
+    assert recall((wider - 7) // 10, truth) >= recall((i_b - 7) // 10, truth)
+
+
+def test_reranker_reorders_the_top_r(ers2: ERSIndex, small_data) -> None:
+    _, q = small_data
+    calls = []
+
+    def by_id(query_index: int, ids: np.ndarray) -> np.ndarray:
+        calls.append((query_index, len(ids)))
+        return -ids.astype(np.float32)  # smallest id first
+
+    base_s, base = ers2.search(q[:5], k=10, beam=4, n_probe=8, candidates=20)
+    s, ids = ers2.search(q[:5], k=10, beam=4, n_probe=8, candidates=20, reranker=by_id, rerank_depth=6)
+    assert calls == [(i, 6) for i in range(5)]
+    for row, b in zip(ids, base, strict=True):
+        np.testing.assert_array_equal(row[:6], np.sort(b[:6]))  # top 6 re-ordered by the fine score
+        np.testing.assert_array_equal(row[6:], b[6:10])  # the rest keeps the global order
+    np.testing.assert_allclose(s[:, :6], -ids[:, :6].astype(np.float32))
+    np.testing.assert_allclose(s[:, 6:], base_s[:, 6:])
+
+
+def test_success_statistics_learn_and_freeze(small_data) -> None:
+    x, q = small_data
+    index = ERSIndex.build(x, n_leaves=32, depth=2, niter=5, beta=0.05, explore=0.01)
+    index.search(q, k=5, beam=3, n_probe=4)
+    assert all(v.sum() == 0 for v in index.visits)  # frozen by default
+    index.set_learning(True)
+    _, ids = index.search(q, k=5, beam=3, n_probe=4)
+    assert index.root_visits[0] == len(q)
+    assert index.visits[0].sum() == 3 * len(q) and index.visits[1].sum() == 4 * len(q)
+    assert index.successes[1].sum() == len(q) == index.successes[0].sum()
+    top_leaf = index.leaf_of[ids[:, 0]]
+    np.testing.assert_array_equal(index.successes[1], np.bincount(top_leaf, minlength=index.tree.n_leaves))
+    assert np.all(index.successes[1] <= index.visits[1])
+    bonus = index._bonuses()
+    assert bonus is not None and bonus[1].std() > 0  # history now shifts the descent
+    index.reset_stats()
+    assert index.visits[1].sum() == 0
+
+
+def test_concurrent_searches_match_sequential(ers2: ERSIndex, small_data) -> None:
+    _, q = small_data
+    expected = [ers2.search(q[i : i + 1 + i % 3], k=10, beam=4, n_probe=8) for i in range(len(q) - 3)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda i: ers2.search(q[i : i + 1 + i % 3], k=10, beam=4, n_probe=8), range(len(q) - 3)))
+    for (es, ei), (gs, gi) in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(gi, ei)
+        np.testing.assert_array_equal(gs, es)
+
+
+def test_bad_input_is_refused(ers2: ERSIndex, small_data) -> None:
+    x, q = small_data
+    with pytest.raises(BadInputError):
+        ers2.search(q[:, :5])
+    with pytest.raises(BadInputError):
+        ers2.search(np.full((1, x.shape[1]), np.nan, np.float32))
+    with pytest.raises(BadInputError):
+        ers2.search(q, k=0)
+    with pytest.raises(BadInputError):
+        ERSIndex.build(x, codes="pq")
+    with pytest.raises(BadInputError):
+        ERSIndex.build(x, ids=np.arange(3))

@@ -192,8 +192,9 @@ class HFTextEncoder(nn.Module):
         expected = cfg.text_encoder_sha256 or (MINILM_SHA256 if cfg.text_encoder == MINILM_NAME else None)
         self.weights_sha256 = verify_text_encoder(folder, expected)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             self.backbone = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
@@ -201,6 +202,8 @@ class HFTextEncoder(nn.Module):
             raise BadInputError(f"text encoder {folder}: cannot be loaded offline ({e})") from e
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bar:
+                hf_logging.enable_progress_bar()
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         self.max_tokens = cfg.text_max_tokens

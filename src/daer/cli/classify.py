@@ -1,0 +1,46 @@
+"""``daer classify``: zero-shot classification of one mesh or point file with a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+PROMPT = "a 3d model of a {}"
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import torch
+
+    from daer.data.mesh_io import load_points
+    from daer.data.synth.taxonomy import CATEGORIES
+    from daer.errors import BadInputError
+    from daer.models.model import load_model
+
+    labels = [s.strip() for s in args.labels.split(",") if s.strip()] if args.labels else list(CATEGORIES)
+    if len(set(labels)) != len(labels) or not labels:
+        raise BadInputError(f"--labels needs distinct non-empty names, got {args.labels!r}")
+    model = load_model(args.ckpt)
+    points, _ = load_points(args.file, n_points=model.config.n_points)
+    with torch.no_grad():
+        shapes = model.encode_points(torch.from_numpy(points)[None])
+        text = model.encode_text([PROMPT.format(label.replace("_", " ")) for label in labels])
+        scores = model.score(text, shapes)[:, 0]  # (C,)
+        probs = (model.logit_scale_value() * scores).softmax(0)
+    order = scores.argsort(descending=True).tolist()[: max(1, args.top)]
+    ranked = [{"label": labels[i], "score": float(scores[i]), "prob": float(probs[i])} for i in order]
+    if args.json:
+        print(json.dumps({"file": str(args.file), "labels": ranked}))
+    else:
+        for r in ranked:
+            print(f"{r['label']:<20} score {r['score']:+.4f}  p {r['prob']:.3f}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="zero-shot classify a mesh or point file with a trained checkpoint")
+    p.add_argument("--ckpt", required=True, help="run folder (model.safetensors + config.json)")
+    p.add_argument("file", help="mesh (obj, ply, stl, off, glb, ...) or point file (npy, npz, xyz, ...)")
+    p.add_argument("--labels", default=None, help="comma-separated labels (default: the 19 Align3D-Synth categories)")
+    p.add_argument("--top", type=int, default=5, help="how many labels to print (default 5)")
+    p.add_argument("--json", action="store_true", help="print {file, labels: [{label, score, prob}]} as JSON")
+    p.set_defaults(func=cmd_classify)

@@ -1,0 +1,160 @@
+"""Text encoders: real offline MiniLM (hash-checked, cached), tampered weights refused, the tiny encoder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from daer.errors import BadInputError, IntegrityError
+from daer.models.config import MINILM_NAME, MINILM_SHA256, load_config
+from daer.models.text_cache import TextFeatureCache
+from daer.models.text_encoder import (
+    HFTextEncoder,
+    TextFeatures,
+    TinyTextEncoder,
+    resolve_text_encoder_dir,
+    verify_text_encoder,
+)
+
+CAPTIONS = ["a chair with four legs and armrests", "a tall lamp", "a mug"]
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> HFTextEncoder:
+    torch.manual_seed(0)
+    cache = TextFeatureCache(tmp_path_factory.mktemp("cache") / "text.sqlite")
+    return HFTextEncoder(load_config("small"), cache=cache)
+
+
+def test_minilm_loads_offline_with_verified_hash(minilm: HFTextEncoder) -> None:
+    assert minilm.weights_sha256 == MINILM_SHA256
+    assert not any(p.requires_grad for p in minilm.backbone.parameters())
+    f = minilm(CAPTIONS)
+    assert isinstance(f, TextFeatures)
+    b, t, d = f.tokens.shape
+    assert (b, d) == (3, 256) and f.mask.shape == (3, t)
+    assert f.words[0] == ["a", "chair", "with", "four", "legs", "and", "arm", "##rest", "##s"] or "chair" in f.words[0]
+    assert [int(m.sum()) for m in f.mask] == [len(w) for w in f.words]
+    assert "[CLS]" not in f.words[0] and "[SEP]" not in f.words[0]
+    torch.testing.assert_close(f.global_.norm(dim=-1), torch.ones(3))
+    assert torch.equal(f.tokens[2, len(f.words[2]) :], torch.zeros_like(f.tokens[2, len(f.words[2]) :]))
+
+
+def test_minilm_global_is_sentence_transformers_mean_pooling(minilm: HFTextEncoder) -> None:
+    enc = minilm.tokenizer(CAPTIONS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        h = minilm.backbone(**enc).last_hidden_state
+        m = enc["attention_mask"][..., None].float()
+        pooled = (h * m).sum(1) / m.sum(1)
+        want = torch.nn.functional.normalize(minilm.global_proj(pooled), dim=-1)
+        got = minilm(CAPTIONS).global_
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=0)  # cached hidden states are fp16
+
+
+def test_cache_hit_is_bit_identical_and_persistent(minilm: HFTextEncoder, tmp_path: Path) -> None:
+    cache = TextFeatureCache(tmp_path / "c.sqlite")
+    minilm.cache, old = cache, minilm.cache
+    try:
+        with torch.no_grad():
+            miss = minilm(CAPTIONS + [CAPTIONS[0]])
+            assert cache.misses == 3 and len(cache) == 3
+            hit = minilm(CAPTIONS)
+        assert cache.hits >= 3
+        assert torch.equal(hit.tokens, miss.tokens[:3, : hit.tokens.shape[1]]) and torch.equal(
+            hit.global_, miss.global_[:3]
+        )
+        # a fresh cache object on the same file reads from disk, not memory
+        disk = TextFeatureCache(tmp_path / "c.sqlite")
+        minilm.cache = disk
+        with torch.no_grad():
+            again = minilm(CAPTIONS)
+        assert disk.hits == 3 and disk.misses == 0
+        assert torch.equal(again.global_, hit.global_) and torch.equal(again.tokens, hit.tokens)
+    finally:
+        minilm.cache = old
+
+
+def test_a_caption_does_not_depend_on_its_batch(minilm: HFTextEncoder, tmp_path: Path) -> None:
+    minilm.cache, old = TextFeatureCache(None), minilm.cache
+    try:
+        with torch.no_grad():
+            alone = minilm(["a mug"])
+            minilm.cache = TextFeatureCache(None)
+            together = minilm(["a very long caption about a sofa with three seats and high back", "a mug"])
+    finally:
+        minilm.cache = old
+    n = len(alone.words[0])
+    torch.testing.assert_close(alone.tokens[0, :n], together.tokens[1, :n], atol=1e-3, rtol=0)
+
+
+def test_tampered_weights_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "minilm"
+    shutil.copytree(resolve_text_encoder_dir(MINILM_NAME), folder)
+    assert verify_text_encoder(folder, MINILM_SHA256) == MINILM_SHA256  # untouched copy passes
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        HFTextEncoder(load_config("small", text_encoder=str(folder), text_encoder_sha256=MINILM_SHA256))
+    # the same folder as a user's own encoder (no expected hash) loads, and its hash is reported
+    enc = HFTextEncoder(load_config("small", text_encoder=str(folder)), cache=TextFeatureCache(None))
+    assert enc.weights_sha256 != MINILM_SHA256 and len(enc(["a bowl"]).words[0]) == 2
+
+
+def test_pickle_only_folder_refused(tmp_path: Path) -> None:
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(BadInputError, match="model.safetensors"):
+        verify_text_encoder(tmp_path, None)
+    with pytest.raises(BadInputError, match="no such folder"):
+        resolve_text_encoder_dir(str(tmp_path / "missing"))
+
+
+def test_finetune_last_layer_matches_frozen_and_trains(minilm: HFTextEncoder, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ft = HFTextEncoder(load_config("small", text_finetune_layers=1), cache=TextFeatureCache(tmp_path / "ft.sqlite"))
+    ft.token_proj.load_state_dict(minilm.token_proj.state_dict())
+    ft.global_proj.load_state_dict(minilm.global_proj.state_dict())
+    ft.eval()
+    with torch.no_grad():
+        a, b = ft(CAPTIONS), minilm(CAPTIONS)
+    assert a.words == b.words
+    torch.testing.assert_close(a.global_, b.global_, atol=3e-3, rtol=0)
+    torch.testing.assert_close(a.tokens, b.tokens, atol=3e-2, rtol=0)
+    trainable = {n for n, p in ft.named_parameters() if p.requires_grad}
+    assert any(n.startswith("backbone.encoder.layer.5.") for n in trainable)  # shared with tail.0
+    assert not any(n.startswith("backbone.encoder.layer.0.") for n in trainable)
+    ft.train()
+    ft(CAPTIONS).global_.sum().backward()
+    assert ft.tail[0].output.dense.weight.grad is not None
+
+
+def test_tiny_encoder() -> None:
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    enc = TinyTextEncoder(cfg)
+    f = enc(["A chair, with 4 legs!", "a mug"])
+    assert f.words[0] == ["a", "chair", ",", "with", "4", "legs", "!"]
+    assert f.tokens.shape == (2, 7, cfg.embed_dim) and f.mask.sum().item() == 9
+    torch.testing.assert_close(f.global_.norm(dim=-1), torch.ones(2))
+    enc.eval()
+    with torch.no_grad():
+        alone, together = enc(["a mug"]), enc(["a very long caption indeed about things", "a mug"])
+    torch.testing.assert_close(alone.global_[0], together.global_[1], atol=1e-6, rtol=0)
+    for bad in ([], [""], ["  "], "a mug"):
+        with pytest.raises(BadInputError):
+            enc(bad)
+
+
+def test_text_features_cat_and_select() -> None:
+    enc = TinyTextEncoder(load_config("tiny"))
+    a, b = enc(["a mug"]), enc(["a tall lamp with a cone shade"])
+    c = TextFeatures.cat([a, b])
+    assert c.tokens.shape[1] == b.tokens.shape[1] and c.words == a.words + b.words
+    assert not c.mask[0, 2:].any()
+    s = c.select([1])
+    assert s.words == b.words and torch.equal(s.global_, b.global_)
+    assert float(c.tokens[0, 2:].detach().abs().sum()) == 0.0

@@ -35,8 +35,8 @@ class ModelConfig:
 
     # --- point encoder ---
     n_points: int = 2048  # points per shape fed to the encoder
-    level_sizes: list[int] = field(default_factory=lambda: [256, 64, 16])  # tokens per level: patches, parts, objects
-    level_k: list[int] = field(default_factory=lambda: [16, 8, 8])  # kNN group size per level
+    level_sizes: list[int] = field(default_factory=lambda: [128, 32, 8])  # tokens per level: patches, parts, objects
+    level_k: list[int] = field(default_factory=lambda: [32, 8, 8])  # kNN group size per level
     patch_mlp: list[int] = field(default_factory=lambda: [32, 64])  # mini-PointNet hidden widths over patch points
     patch_width: int = 128  # width of level-1 patch tokens
     point_width: int = 192  # width of part tokens and of the transformer

@@ -158,3 +158,36 @@ def test_text_features_cat_and_select() -> None:
     s = c.select([1])
     assert s.words == b.words and torch.equal(s.global_, b.global_)
     assert float(c.tokens[0, 2:].detach().abs().sum()) == 0.0
+
+
+def test_cache_file_problems_fall_back_to_memory(tmp_path: Path) -> None:
+    import pickle
+    import threading
+
+    import numpy as np
+
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    cache = TextFeatureCache(bad)
+    item = {"k": (np.arange(3), np.ones((3, 4)))}
+    with pytest.warns(UserWarning, match="memory only"):
+        cache.put_many(item)
+    assert set(cache.get_many(["k", "other"])) == {"k"} and cache.path is None
+    # a good cache works from another thread and survives pickling (DataLoader workers, spawn)
+    good = TextFeatureCache(tmp_path / "good.sqlite")
+    good.put_many(item)
+    seen = {}
+    t = threading.Thread(target=lambda: seen.update(TextFeatureCache(tmp_path / "good.sqlite").get_many(["k"])))
+    t.start()
+    t.join()
+    ids, hidden = seen["k"]
+    assert ids.dtype == np.int32 and hidden.dtype == np.float16 and hidden.shape == (3, 4)
+    clone = pickle.loads(pickle.dumps(good))
+    clone._mem.clear()
+    assert set(clone.get_many(["k"])) == {"k"}
+    good._mem.clear()  # the connection opened in this thread serves another thread too
+    shared = {}
+    t = threading.Thread(target=lambda: shared.update(good.get_many(["k"])))
+    t.start()
+    t.join()
+    assert set(shared) == {"k"}

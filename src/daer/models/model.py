@@ -315,7 +315,7 @@ def load_model(
     try:
         with safe_open(str(weights), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(weights), device=str(map_location))
+        state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise IntegrityError(f"{weights}: unreadable safetensors file ({e})") from e
     if meta.get("config_sha256") != doc["config_sha256"]:

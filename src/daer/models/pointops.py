@@ -178,11 +178,11 @@ def precompute_groups(points: Tensor | np.ndarray, level_sizes: Sequence[int], l
         pts = pts[None]
     if pts.dim() != 3 or pts.shape[-1] != 3:
         raise BadInputError(f"precompute_groups: expected (N, 3) or (B, N, 3) points, got {tuple(pts.shape)}")
-    if not pts.is_floating_point():
-        pts = pts.float()
+    if not pts.is_floating_point() or pts.dtype in (torch.float16, torch.bfloat16):
+        pts = pts.float()  # distances in half precision would pick wrong neighbours
     centers, neighbors = [], []
     pos = pts
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(pts.device.type, enabled=False):
         for m, k in zip(level_sizes, level_k, strict=True):
             c = farthest_point_sample(pos, m)  # (B, m)
             cpos = gather(pos, c)  # (B, m, 3)

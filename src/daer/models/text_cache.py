@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -44,6 +45,7 @@ class TextFeatureCache:
         self._mem: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._mem_used = 0
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()  # one connection shared by threads (e.g. a web server's pool)
         self.hits = 0
         self.misses = 0
 
@@ -53,7 +55,7 @@ class TextFeatureCache:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=60.0)
+                conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(_SCHEMA)
                 conn.commit()
@@ -76,6 +78,10 @@ class TextFeatureCache:
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The cached ``(ids (T,), hidden (T, H) fp16)`` of those keys that are present."""
+        with self._lock:
+            return self._get_many(keys)
+
+    def _get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         rest = []
         for k in keys:
@@ -102,6 +108,10 @@ class TextFeatureCache:
 
     def put_many(self, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Store ``key -> (ids, hidden)``; one transaction, so a crash leaves all or nothing."""
+        with self._lock:
+            self._put_many(items)
+
+    def _put_many(self, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         clean = {
             k: (np.ascontiguousarray(ids, dtype=np.int32), np.ascontiguousarray(h, dtype=np.float16))
             for k, (ids, h) in items.items()
@@ -136,4 +146,9 @@ class TextFeatureCache:
         # A sqlite connection cannot cross processes (DataLoader workers, spawn): reopen there.
         state = self.__dict__.copy()
         state["_conn"] = None
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()

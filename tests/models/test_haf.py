@@ -81,6 +81,7 @@ def test_paired_and_attention_agree_with_pairwise() -> None:
         torch.testing.assert_close(a.sum(-1), torch.ones(3, 4, dtype=torch.float64))
     with pytest.raises(BadInputError):
         haf.paired_level_scores(text, make_shapes(2))
+    assert haf.level_scores(text, make_shapes(3).select(slice(0, 0))).shape == (3, 0, L)
 
 
 def test_padding_is_ignored() -> None:

@@ -120,6 +120,8 @@ class HierarchicalAttentionFusion(nn.Module):
         w = self.token_weights(text)  # (Bt, T)
         bt, t = w.shape
         bs = len(shapes)
+        if bt == 0 or bs == 0:
+            return w.new_zeros(bt, bs, self.n_levels)
         per_level = []
         for lvl in range(self.n_levels):
             q = self.query[lvl](text.tokens)  # (Bt, T, d)

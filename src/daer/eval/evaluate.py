@@ -68,7 +68,12 @@ _SYNTH_ID = re.compile(r"^synth-(\d+)-(\d+)$")
 
 
 class Scorer(Protocol):
-    """What :func:`evaluate` needs of a model (``DaerModel`` has it)."""
+    """What :func:`evaluate` needs of a model (``DaerModel`` has it).
+
+    ``encode_text`` returns text features and ``encode_points`` shape features as dataclasses with a
+    normalised ``global_`` (B, D) tensor, ``select(index)`` and ``len``; text features also ``cat``
+    (``TextFeatures`` and ``PointFeatures`` do). ``score(text, shapes)`` gives (Bt, Bs).
+    """
 
     training: bool
 
@@ -110,7 +115,7 @@ class _TextBank:
 
 
 def _to(features: Any, device: torch.device) -> Any:
-    """Move a TextFeatures-like dataclass (tensors and word lists) to a device, tensors as float where float."""
+    """A copy of a TextFeatures-like dataclass (tensors and word lists) with its tensors on ``device``."""
     kw = {}
     for name, value in vars(features).items():
         if isinstance(value, Tensor):
@@ -356,6 +361,8 @@ def _run(
     zs = np.zeros((n, len(classes)), dtype=np.float64)
     attr_true: list[float] = []
     attr_other: list[list[float]] = []
+    prompt_feats = prompt_bank.get(np.arange(sum(n_prompts))) if prompt_bank is not None else None
+    bounds = np.cumsum([0, *n_prompts])
     bar = tqdm(total=n, desc="eval encode", unit="shape", disable=not progress, leave=False)
     for start, pts in stream.batches():
         feats = model.encode_points(pts)
@@ -363,9 +370,8 @@ def _run(
         if shape_global is None:
             shape_global = np.empty((n, g.shape[1]), dtype=np.float32)
         shape_global[start : start + len(g)] = g
-        if prompt_bank is not None:
-            s = model.score(prompt_bank.get(np.arange(sum(n_prompts))), feats).float().cpu().numpy()  # (K·P, B)
-            bounds = np.cumsum([0, *n_prompts])
+        if prompt_feats is not None:
+            s = model.score(prompt_feats, feats).float().cpu().numpy()  # (K·P, B)
             for k in range(len(classes)):
                 zs[start : start + len(g), k] = s[bounds[k] : bounds[k + 1]].mean(axis=0)
         if synth:

@@ -120,8 +120,8 @@ def test_success_statistics_learn_and_freeze(small_data) -> None:
     top_leaf = index.leaf_of[ids[:, 0]]
     np.testing.assert_array_equal(index.successes[1], np.bincount(top_leaf, minlength=index.tree.n_leaves))
     assert np.all(index.successes[1] <= index.visits[1])
-    bonus = index._bonuses()
-    assert bonus is not None and bonus[1].std() > 0  # history now shifts the descent
+    bonus = index.bonuses()
+    assert bonus[1].std() > 0  # history now shifts the descent
     index.reset_stats()
     assert index.visits[1].sum() == 0
 

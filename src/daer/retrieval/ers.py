@@ -15,7 +15,9 @@ Success statistics: ``N`` counts how often a node was kept in a query's beam, ``
 the query's final top-1 lay under it. ``success_rate`` is shrunk towards its level's mean with a prior
 of ``prior`` pseudo-visits, so unvisited nodes are neutral; with no history both bonus terms vanish and
 the descent is pure centroid similarity. Statistics update only when ``learn`` is on (frozen for
-benchmarks). Searches may run from many threads at once; statistics updates are serialised by a lock.
+benchmarks) and reach the descent every ``refresh_every`` served queries (the bonus is folded into the
+node vectors as an extra column, so FAISS scores ``sim + bonus`` in one inner product). Searches may run
+from many threads at once; statistics updates are serialised by a lock.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from daer.errors import BadInputError, IntegrityError
 from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
-from daer.retrieval.tree import Tree, build_tree, descend, refit
+from daer.retrieval.tree import Tree, build_tree, descend, node_vectors, refit
 
 # Leaf codes besides "flat". "sq8" uses one 8-bit range for all dimensions: unit-norm embeddings have similar
 # ranges per dimension, and FAISS scans the uniform variant several times faster than per-dimension ranges.
@@ -51,6 +53,7 @@ class ERSConfig:
 
     n_leaves: int = 0  # leaves (inverted lists); 0 → about n / 64
     depth: int = 2  # levels below the root
+    top_nodes: int = 0  # nodes at level 1 (0: n_leaves^(1/depth))
     codes: str = "flat"  # leaf codes: "flat" (float32), "sq8" (8-bit), "sq8_dim" (8-bit per-dim ranges), "fp16"
     refine: bool = True  # with quantised codes: keep float vectors and re-score the top candidates exactly
     train_per_leaf: int = 64  # k-means training items per leaf
@@ -63,6 +66,7 @@ class ERSConfig:
     explore: float = 0.0  # c, weight of the exploration term
     prior: float = 10.0  # pseudo-visits shrinking a node's success rate to its level's mean
     learn: bool = False  # update success statistics from served queries
+    refresh_every: int = 64  # served queries between refreshes of the statistics used by the descent
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,8 +99,8 @@ class ERSIndex:
         self.visits, self.successes, self.root_visits = stats
         self._ancestors = tree.leaf_ancestors()
         self._lock = threading.Lock()
-        self._bonus: list[np.ndarray] | None = None
-        self._bonus_dirty = True
+        self._vectors: list[np.ndarray] | None = None  # descent vectors with the bonus folded in
+        self._pending = 0  # statistics updates not yet folded into _vectors
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -129,7 +133,7 @@ class ERSIndex:
         n_train = min(n, n_leaves * cfg.train_per_leaf)
         rows = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
         train = np.ascontiguousarray(x[rows], dtype=np.float32)
-        tree = build_tree(train, n_leaves, depth=cfg.depth, niter=cfg.niter, seed=cfg.seed)
+        tree = build_tree(train, n_leaves, cfg.depth, cfg.niter, cfg.seed, cfg.top_nodes)
         leaf_of = np.empty(n, dtype=np.int32)
         for s in range(0, n, 65536):
             block = np.ascontiguousarray(x[s : s + 65536], dtype=np.float32)
@@ -177,30 +181,47 @@ class ERSIndex:
         """Turn success-statistics updates on or off (off = frozen, as in benchmarks)."""
         self.config.learn = learn
 
+    def set_weights(self, beta: float | None = None, explore: float | None = None) -> None:
+        """Change β (success-rate weight) and/or c (exploration weight) of the descent score."""
+        with self._lock:
+            if beta is not None:
+                self.config.beta = float(beta)
+            if explore is not None:
+                self.config.explore = float(explore)
+            self._vectors = None
+
     def reset_stats(self) -> None:
         """Forget all success statistics."""
         with self._lock:
             for a in (*self.visits, *self.successes, self.root_visits):
                 a[:] = 0
-            self._bonus_dirty = True
+            self._vectors = None
 
-    def _bonuses(self) -> list[np.ndarray] | None:
-        """Per-level additive scores β·rate + c·explore (None when both weights are zero)."""
+    def bonuses(self) -> list[np.ndarray]:
+        """Per-level additive node scores β·success_rate + c·√(ln N_parent / N_child) from the statistics."""
+        cfg = self.config
+        with self._lock:
+            out = []
+            for level in range(self.tree.depth):
+                v, s = self.visits[level], self.successes[level]
+                mean = s.sum() / v.sum() if v.sum() > 0 else 0.0
+                rate = (s + cfg.prior * mean) / (v + cfg.prior)
+                up = self.root_visits if level == 0 else self.visits[level - 1][self.tree.parent[level]]
+                explore = np.sqrt(np.log1p(up) / (v + 1.0))
+                out.append((cfg.beta * rate + cfg.explore * explore).astype(np.float32))
+            return out
+
+    def _node_vectors(self) -> list[np.ndarray]:
+        """Descent vectors: the centroids, or centroid+bonus rows refreshed every ``refresh_every`` updates."""
         cfg = self.config
         if cfg.beta == 0.0 and cfg.explore == 0.0:
-            return None
-        with self._lock:
-            if self._bonus_dirty or self._bonus is None:
-                out = []
-                for level in range(self.tree.depth):
-                    v, s = self.visits[level], self.successes[level]
-                    mean = s.sum() / v.sum() if v.sum() > 0 else 0.0
-                    rate = (s + cfg.prior * mean) / (v + cfg.prior)
-                    up = self.root_visits if level == 0 else self.visits[level - 1][self.tree.parent[level]]
-                    explore = np.sqrt(np.log1p(up) / (v + 1.0))
-                    out.append((cfg.beta * rate + cfg.explore * explore).astype(np.float32))
-                self._bonus, self._bonus_dirty = out, False
-            return self._bonus
+            return self.tree.centroids
+        vectors = self._vectors
+        if vectors is None or self._pending >= cfg.refresh_every:
+            vectors = node_vectors(self.tree, self.bonuses())
+            with self._lock:
+                self._vectors, self._pending = vectors, 0
+        return vectors
 
     def _update_stats(self, kept: list[np.ndarray], top_rows: np.ndarray) -> None:
         """Count the beam nodes as visited and the ancestors of each query's top-1 as successes."""
@@ -213,7 +234,7 @@ class ERSIndex:
             leaves = self.leaf_of[top_rows[ok]]
             for level in range(self.tree.depth):
                 np.add.at(self.successes[level], self._ancestors[level][leaves], 1.0)
-            self._bonus_dirty = True
+            self._pending += len(top_rows)
 
     # ------------------------------------------------------------------ search
     def search(
@@ -249,7 +270,7 @@ class ERSIndex:
         refine = self.vectors is not None
         c = candidates or max(k, depth_r, 2 * k if refine else k)
         c = max(c, k, depth_r)
-        leaves, kept = descend(self.tree, q, beam, n_probe, self._bonuses())
+        leaves, kept = descend(self.tree, q, beam, n_probe, vectors=self._node_vectors())
         scores, rows = self._scan(q, leaves, c)
         if refine:
             scores, rows = self._rescore(q, scores, rows)
@@ -286,7 +307,7 @@ class ERSIndex:
     def _rescore(self, q: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the scanned candidates from the float vectors, re-sorted."""
         vec = self.vectors[np.maximum(rows, 0).ravel()].reshape(*rows.shape, -1)  # (Q, C, d)
-        exact = np.matmul(vec, q[:, :, None])[:, :, 0]  # (Q, C)
+        exact = np.einsum("qcd,qd->qc", vec, q)  # (Q, C); einsum: no BLAS threads fighting FAISS's
         exact[rows < 0] = -np.inf
         order = np.argsort(-exact, axis=1, kind="stable")
         r = np.arange(len(rows))[:, None]

@@ -114,7 +114,9 @@ def _split(total: int, sizes: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_tree(train: np.ndarray, n_leaves: int, depth: int = 2, niter: int = 20, seed: int = 0) -> Tree:
+def build_tree(
+    train: np.ndarray, n_leaves: int, depth: int = 2, niter: int = 20, seed: int = 0, top_nodes: int = 0
+) -> Tree:
     """Top-down hierarchical k-means on ``train`` (unit-norm rows); counts come from :func:`refit`.
 
     Args:
@@ -123,6 +125,7 @@ def build_tree(train: np.ndarray, n_leaves: int, depth: int = 2, niter: int = 20
         depth: levels below the root (2 or 3 in practice).
         niter: k-means iterations per node.
         seed: k-means seed.
+        top_nodes: nodes at level 1 (0: n_leaves^(1/depth), an even split of the fan-out over levels).
     """
     if train.ndim != 2 or len(train) == 0:
         raise BadInputError(f"tree: training embeddings must be (n>0, d), got {train.shape}")
@@ -138,6 +141,8 @@ def build_tree(train: np.ndarray, n_leaves: int, depth: int = 2, niter: int = 20
         cents, pars, start, next_members, next_targets = [], [], [0], [], []
         for node, (rows, target) in enumerate(zip(members, targets, strict=True)):
             k = int(target) if remaining == 1 else max(1, round(float(target) ** (1.0 / remaining)))
+            if level == 0 and top_nodes and remaining > 1:
+                k = min(top_nodes, int(target))
             k = max(1, min(k, len(rows)))
             c, a = _kmeans(train[rows], k, niter, seed + 7919 * level + node)
             sizes = np.bincount(a, minlength=k)
@@ -183,17 +188,33 @@ def refit(tree: Tree, x: np.ndarray, leaf_of: np.ndarray) -> None:
             sums, counts = up, np.bincount(tree.parent[level], weights=counts, minlength=n_up).astype(np.int64)
 
 
+def node_vectors(tree: Tree, bonus: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per-level vectors scored by descent: the centroids, or ``[centroid, bonus]`` rows of width d+1.
+
+    With the bonus as an extra column and the query extended by a 1, one inner product gives
+    ``sim(q, centroid) + bonus``, so FAISS can score and select candidates without a Python pass.
+    """
+    if bonus is None:
+        return tree.centroids
+    return [
+        np.ascontiguousarray(np.hstack([c, np.asarray(b, dtype=np.float32)[:, None]]), dtype=np.float32)
+        for c, b in zip(tree.centroids, bonus, strict=True)
+    ]
+
+
 def descend(
     tree: Tree,
     queries: np.ndarray,
     beam: int | Sequence[int],
     n_probe: int,
     bonus: Sequence[np.ndarray] | None = None,
+    vectors: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Beam descent: keep the best ``beam`` nodes per internal level, then the best ``n_probe`` leaves.
 
     A node's score is ``queries @ centroid + bonus[level][node]`` (the bonus carries the success-rate and
-    exploration terms; ``None`` means pure centroid similarity).
+    exploration terms; ``None`` means pure centroid similarity). At every level FAISS
+    (``knn_inner_products_by_idx``) scores only the children of the kept nodes and keeps the best.
 
     Args:
         tree: the k-means tree.
@@ -201,117 +222,63 @@ def descend(
         beam: nodes kept at levels 1..depth-1 (one int for all, or one per level).
         n_probe: leaves returned per query.
         bonus: for levels 1..depth, (n_l,) additive node scores.
+        vectors: precomputed :func:`node_vectors` (overrides ``bonus``), to avoid rebuilding them per call.
 
     Returns:
-        leaves (Q, n_probe) int64 (-1 where fewer candidates exist), and the beam kept at every level
+        leaves (Q, n_probe) int64 (-1 where fewer candidates exist), and the nodes kept at every level
         1..depth (the last entry is the leaves), for success statistics.
     """
     depth = tree.depth
     beams = [int(beam)] * (depth - 1) if isinstance(beam, (int, np.integer)) else [int(b) for b in beam]
     if len(beams) != depth - 1 or any(b < 1 for b in beams) or n_probe < 1:
         raise BadInputError(f"descend: need {depth - 1} beam widths >= 1 and n_probe >= 1, got {beam}, {n_probe}")
+    vecs = list(vectors) if vectors is not None else node_vectors(tree, bonus)
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    n_q = len(q)
-    if bonus is None and n_q == 1:
-        return _descend_one(tree, q, beams, n_probe)
-    scores = q @ tree.centroids[0].T  # (Q, n_1)
-    if bonus is not None:
-        scores += bonus[0]
-    nodes = np.broadcast_to(np.arange(scores.shape[1], dtype=np.int64), scores.shape)
+    if vecs[0].shape[1] == q.shape[1] + 1:
+        q = np.ascontiguousarray(np.hstack([q, np.ones((len(q), 1), dtype=np.float32)]))
+    n1 = len(vecs[0])
+    subset = np.arange(n1, dtype=np.int64)[None]  # every query scores all level-1 nodes (stride 0)
     kept: list[np.ndarray] = []
-    for level in range(1, depth + 1):
-        width = min(beams[level - 1], scores.shape[1]) if level < depth else n_probe
-        chosen = _top(scores, nodes, width)  # (Q, width)
-        kept.append(chosen)
-        if level == depth:
-            break
-        scores, nodes = _child_scores(tree, q, chosen, level, None if bonus is None else bonus[level])
+    for level in range(depth):
+        width = n_probe if level == depth - 1 else beams[level]
+        if level > 0:
+            subset = _children_of(tree, kept[-1], level)  # kept[-1] holds nodes of tree level ``level``
+            width = width if level == depth - 1 else min(width, subset.shape[1])
+        kept.append(_best(q, vecs[level], subset, width))
     return kept[-1], kept
 
 
-def _descend_one(tree: Tree, q: np.ndarray, beams: list[int], n_probe: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Single query, no bonus: FAISS scores each level's candidate children and keeps the best in C++."""
-    scores = tree.centroids[0] @ q[0]  # (n_1,)
-    m = len(scores)
-    width = min(beams[0], m) if tree.depth > 1 else n_probe
-    if width < m:
-        chosen = np.argpartition(scores, m - width)[m - width :][None]
-    else:
-        chosen = np.concatenate([np.arange(m), np.full(width - m, -1)])[None]
-    chosen = chosen.astype(np.int64, copy=False)
-    kept = [chosen]
-    for level in range(1, tree.depth):
-        children = tree.children(level)
-        subset = np.concatenate([children[p] for p in chosen[0] if p >= 0])  # (m,) candidate nodes
-        width = min(beams[level], len(subset)) if level < tree.depth - 1 else n_probe
-        cents = tree.centroids[level]
-        vals = np.empty((1, width), dtype=np.float32)
-        chosen = np.empty((1, width), dtype=np.int64)
-        faiss.knn_inner_products_by_idx(
-            faiss.swig_ptr(q), faiss.swig_ptr(cents), faiss.swig_ptr(subset), cents.shape[1], 1, len(cents),
-            len(subset), width, faiss.swig_ptr(vals), faiss.swig_ptr(chosen), len(subset),
-        )  # fmt: skip
-        kept.append(chosen)
-    return kept[-1], kept
+def _best(q: np.ndarray, vecs: np.ndarray, subset: np.ndarray, width: int) -> np.ndarray:
+    """Per query, the ``width`` rows of ``vecs`` among its ``subset`` row (-1 ends it) with the best inner product."""
+    n_q = len(q)
+    vals = np.empty((n_q, width), dtype=np.float32)
+    ids = np.empty((n_q, width), dtype=np.int64)
+    shared = len(subset) == 1 and n_q > 1
+    faiss.knn_inner_products_by_idx(
+        faiss.swig_ptr(q), faiss.swig_ptr(vecs), faiss.swig_ptr(subset), vecs.shape[1], n_q, len(vecs),
+        subset.shape[1], width, faiss.swig_ptr(vals), faiss.swig_ptr(ids), 0 if shared else subset.shape[1],
+    )  # fmt: skip
+    return ids
 
 
-def _top(scores: np.ndarray, nodes: np.ndarray, width: int) -> np.ndarray:
-    """Best ``width`` nodes per row (unordered), -1 padding when a row has fewer valid candidates."""
-    n_q, m = scores.shape
-    if width >= m:
-        out = np.where(np.isfinite(scores), nodes, -1)
-        if width > m:
-            out = np.concatenate([out, np.full((n_q, width - m), -1, dtype=np.int64)], axis=1)
-        return np.ascontiguousarray(out, dtype=np.int64)
-    idx = np.argpartition(scores, m - width, axis=1)[:, m - width :]
-    out = np.take_along_axis(nodes, idx, axis=1)
-    sel = np.take_along_axis(scores, idx, axis=1)
-    return np.ascontiguousarray(np.where(np.isfinite(sel), out, -1), dtype=np.int64)
-
-
-def _child_scores(
-    tree: Tree, q: np.ndarray, chosen: np.ndarray, level: int, bonus: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of the children (at level+1) of the nodes ``chosen`` (Q, b) at ``level``.
-
-    Each query's candidates are laid out back to back (children of its first beam node, then of the
-    second, ...) and rows are padded with -inf to the longest: (Q, max candidates) scores and node ids.
-    """
+def _children_of(tree: Tree, chosen: np.ndarray, level: int) -> np.ndarray:
+    """Children of each row of ``chosen`` (Q, b) nodes of tree level ``level``, back to back, -1 padded."""
     start = tree.child_start[level]
-    cents = tree.centroids[level]
     n_q, b = chosen.shape
+    if n_q == 1:
+        children = tree.children(level)
+        return np.concatenate([children[p] for p in chosen[0] if p >= 0])[None]
     valid = chosen >= 0
     safe = np.where(valid, chosen, 0)
-    n_child = np.where(valid, start[safe + 1] - start[safe], 0)  # (Q, b)
-    offset = np.cumsum(n_child, axis=1) - n_child  # (Q, b) first column of each slot
-    width = int(n_child.sum(axis=1).max())
-    scores = np.full((n_q, width), -np.inf, dtype=np.float32)
-    nodes = np.full((n_q, width), -1, dtype=np.int64)
-    if n_q == 1:  # single query: a short loop beats grouping
-        for p, off in zip(chosen[0], offset[0], strict=True):
-            if p < 0:
-                continue
-            s, e = start[p], start[p + 1]
-            row = cents[s:e] @ q[0]
-            scores[0, off : off + e - s] = row if bonus is None else row + bonus[s:e]
-            nodes[0, off : off + e - s] = np.arange(s, e)
-        return scores, nodes
-    flat = chosen.ravel()
-    order = np.argsort(flat, kind="stable")
-    cuts = np.flatnonzero(np.diff(flat[order])) + 1
-    for group in np.split(order, cuts):  # one small GEMM per parent, over the queries that kept it
-        p = flat[group[0]]
-        if p < 0:
-            continue
-        s, e = start[p], start[p + 1]
-        qi = group // b
-        block = q[qi] @ cents[s:e].T  # (g, e-s)
-        if bonus is not None:
-            block += bonus[s:e]
-        cols = offset.ravel()[group][:, None] + np.arange(e - s)  # (g, e-s)
-        scores[qi[:, None], cols] = block
-        nodes[qi[:, None], cols] = np.arange(s, e)
-    return scores, nodes
+    first = start[safe]  # (Q, b)
+    cnt = np.where(valid, start[safe + 1] - first, 0)
+    off = np.cumsum(cnt, axis=1) - cnt  # column of each slot's first child in its query row
+    flat_cnt = cnt.ravel()
+    slot = np.repeat(np.arange(n_q * b), flat_cnt)  # slot of every output child
+    j = np.arange(len(slot)) - np.repeat(np.cumsum(flat_cnt) - flat_cnt, flat_cnt)  # child rank in its slot
+    out = np.full((n_q, int(cnt.sum(axis=1).max())), -1, dtype=np.int64)
+    out[slot // b, off.ravel()[slot] + j] = first.ravel()[slot] + j
+    return out
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

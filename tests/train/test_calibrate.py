@@ -90,3 +90,22 @@ def test_calibrate_cli_updates_the_checkpoint_and_refuses_damage(tmp_path: Path,
     assert main(["calibrate", "--ckpt", str(run), "--data", str(synth), "--sims", "5"]) == 2
     assert "error:" in capsys.readouterr().err
     assert weights.read_bytes() == before
+
+
+def test_attention_pictures_before_and_after_calibration(tmp_path: Path, synth: Path) -> None:
+    from PIL import Image
+
+    from daer.cli import main
+
+    run = tmp_path / "run"
+    create_model("tiny", n_points=256).save(run)
+    out = tmp_path / "pics"
+    args = ["viz", "attention", "--ckpt", str(run), "--data", str(synth), "--out", str(out)]
+    assert main([*args, "--calibrate", "--sims", "10", "--batch-size", "16"]) == 0
+    pictures = sorted(out.glob("*.png"))
+    categories = {p.name.split("-")[0] for p in pictures}
+    assert len(categories) == len(pictures) >= 10  # one per category present in the test split
+    single = tmp_path / "single"
+    assert main([*args[:-1], str(single)]) == 0
+    first = sorted(single.glob("*.png"))[0]
+    assert Image.open(pictures[0]).height > Image.open(first).height  # before and after are stacked

@@ -1,0 +1,111 @@
+"""What the service asks of the library: search, shapes by id, explanations and zero-shot classification.
+
+:class:`SearchBackend` is the small protocol the HTTP layer is written against; :class:`LibraryBackend`
+implements it with the real parts (an index searcher, the model of the index's checkpoint and the
+data set's shards), and :func:`open_backend` assembles one from an index folder.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import numpy as np
+
+from daer.models.model import DaerModel, Explanation
+from daer.models.zeroshot import classify_points
+from daer.serve.shapes import ShapeStore
+
+
+class TextSearcher(Protocol):
+    """Anything that turns a text query into ranked results ``{"id", "score", "category", "attributes", "caption"}``."""
+
+    def search(self, query: str, k: int) -> list[dict[str, Any]]: ...
+
+
+class SearchBackend(Protocol):
+    """The library seen from the service."""
+
+    identity: str  # names the index + data set, so caches never mix two of them
+    n_points: int  # points per shape the model reads
+    labels: list[str]  # default classification labels
+
+    def search(self, query: str, k: int) -> list[dict[str, Any]]: ...
+    def shape(self, shape_id: str) -> dict[str, Any] | None: ...
+    def points(self, shape_id: str) -> np.ndarray | None: ...
+    def explain(self, query: str, shape_id: str) -> Explanation | None: ...
+    def classify(self, points: np.ndarray, labels: list[str] | None) -> list[dict[str, Any]]: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+class LibraryBackend:
+    """The protocol over a searcher, a model and a shape store.
+
+    Args:
+        searcher: text -> results.
+        model: the index's model (explanations and classification); calls to it are serialised.
+        store: the index's data set.
+        identity: cache namespace (index path + model hash).
+        details: extra fields for ``/healthz`` (method, count, paths).
+        explain_cache: explanations kept in memory (a page asks for each word of one explanation).
+    """
+
+    def __init__(
+        self,
+        searcher: TextSearcher,
+        model: DaerModel,
+        store: ShapeStore,
+        identity: str,
+        details: dict[str, Any] | None = None,
+        explain_cache: int = 64,
+    ) -> None:
+        self.searcher = searcher
+        self.model = model
+        self.store = store
+        self.identity = identity
+        self.n_points = int(model.config.n_points)
+        self.labels = list(store.categories)
+        self.details = dict(details or {})
+        self._model_lock = threading.Lock()
+        self._explained: OrderedDict[tuple[str, str], Explanation] = OrderedDict()
+        self._max_explained = explain_cache
+
+    def search(self, query: str, k: int) -> list[dict[str, Any]]:
+        """Top ``k`` results for a text query."""
+        return self.searcher.search(query, k)
+
+    def shape(self, shape_id: str) -> dict[str, Any] | None:
+        """Metadata of a shape, or None when the id is not in the data set."""
+        return self.store.info(shape_id)
+
+    def points(self, shape_id: str) -> np.ndarray | None:
+        """(N, 3) points of a shape, or None."""
+        return self.store.points(shape_id)
+
+    def explain(self, query: str, shape_id: str) -> Explanation | None:
+        """Where each word of ``query`` looks on shape ``shape_id`` (None for an unknown id)."""
+        key = (query, shape_id)
+        with self._model_lock:
+            hit = self._explained.get(key)
+            if hit is not None:
+                self._explained.move_to_end(key)
+                return hit
+        pts = self.store.points(shape_id)
+        if pts is None:
+            return None
+        with self._model_lock:
+            exp = self.model.explain(query, pts)
+            self._explained[key] = exp
+            while len(self._explained) > self._max_explained:
+                self._explained.popitem(last=False)
+        return exp
+
+    def classify(self, points: np.ndarray, labels: list[str] | None) -> list[dict[str, Any]]:
+        """Labels ranked for one shape (the data set's categories when ``labels`` is None)."""
+        with self._model_lock:
+            return classify_points(self.model, points, labels or self.labels)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports beyond ``status``."""
+        return {"shapes": len(self.store), "n_points": self.n_points, "mode": self.model.config.mode, **self.details}

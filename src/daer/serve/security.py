@@ -1,0 +1,277 @@
+"""Request checks for the service: shape ids, labels, API key, upload size and upload content.
+
+Nothing here trusts a client: ids must match a strict pattern (and then exist in the index, which is a
+dictionary look-up, never a path), uploads are limited in bytes before and while they are read, and
+an upload's format is decided from its bytes; the file name's extension only has to agree.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import struct
+import zipfile
+from collections.abc import Awaitable, Callable, MutableMapping
+from io import BytesIO
+from typing import Any
+
+from fastapi import HTTPException
+
+DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
+MULTIPART_SLACK = 64 * 2**10  # room for multipart headers and the labels field around the file
+API_KEY_ENV = "DAER_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 64
+# Upload formats the service reads. glTF (JSON with external URIs), 3MF and torch files are left out:
+# they can refer to other files or carry more machinery than a point cloud needs.
+UPLOAD_FORMATS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".npy", ".npz", ".xyz", ".txt", ".pts")
+_TEXT_POINT_EXTS = (".xyz", ".txt", ".pts")
+_OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF", b"4OFF", b"NCOFF")
+_NUMBER = re.compile(rb"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class RequestRefused(Exception):
+    """A request the service turns down with a 4xx status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def check_shape_id(shape_id: str) -> str:
+    """Refuse ids outside ``[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}`` (so no slash, no '..', no control bytes)."""
+    if not ID_PATTERN.match(shape_id) or ".." in shape_id:
+        raise RequestRefused(400, f"invalid shape id {shape_id[:80]!r}: use letters, digits and _ . : - (max 128)")
+    return shape_id
+
+
+def parse_labels(raw: str | None) -> list[str] | None:
+    """Comma-separated class labels: 1..64 of them, each 1..64 printable characters, duplicates dropped."""
+    if raw is None or not raw.strip():
+        return None
+    labels: list[str] = []
+    for part in raw.split(","):
+        label = " ".join(part.split())
+        if not label:
+            continue
+        if len(label) > MAX_LABEL_CHARS or not label.isprintable():
+            raise RequestRefused(400, f"label {label[:40]!r}...: labels are 1-{MAX_LABEL_CHARS} printable characters")
+        if label not in labels:
+            labels.append(label)
+    if not labels:
+        return None
+    if len(labels) > MAX_LABELS:
+        raise RequestRefused(400, f"{len(labels)} labels given; at most {MAX_LABELS}")
+    return labels
+
+
+def check_api_key(expected: str | None, headers: MutableMapping[str, str] | Any) -> None:
+    """Refuse (401) a request without the right key when the service has one.
+
+    The key comes in ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``; compared in constant time.
+    """
+    if not expected:
+        return
+    given = headers.get(API_KEY_HEADER.lower()) or headers.get(API_KEY_HEADER) or ""
+    auth = headers.get("authorization") or ""
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not given:
+        raise RequestRefused(401, f"this endpoint needs an API key (header {API_KEY_HEADER} or Authorization: Bearer)")
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
+        raise RequestRefused(401, "wrong API key")
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3  # a multi-byte character cut at the end of the sample
+    return True
+
+
+_OBJ_KEYS = frozenset(
+    b"v vn vt vp f l p o g s usemtl mtllib cstype deg curv curv2 surf parm end mg bmat step trim hole sp con".split()
+)
+
+
+def _sample_lines(head: bytes) -> list[bytes]:
+    """Non-empty, non-comment lines of a text sample; the last one is dropped as possibly cut when there are others."""
+    lines = head.splitlines()
+    lines = lines[:-1] if len(lines) > 1 else lines
+    return [ln.strip() for ln in lines[:200] if ln.strip() and not ln.lstrip().startswith(b"#")]
+
+
+def _numeric_rows(head: bytes) -> bool:
+    """True when the sampled lines are all rows of at least 3 numbers (an XYZ-style point file)."""
+    lines = _sample_lines(head)
+    return bool(lines) and all(
+        len(cells := ln.replace(b",", b" ").split()) >= 3 and all(_NUMBER.match(c) for c in cells[:3]) for ln in lines
+    )
+
+
+def _obj_like(head: bytes) -> bool:
+    """True when the sampled lines are OBJ statements and include at least one vertex."""
+    keys = [ln.split(None, 1)[0] for ln in _sample_lines(head)]
+    return b"v" in keys and all(k in _OBJ_KEYS for k in keys)
+
+
+def _binary_stl(data: bytes) -> bool:
+    return len(data) >= 84 and len(data) == 84 + 50 * struct.unpack("<I", data[80:84])[0]
+
+
+def _glb_local_only(data: bytes) -> str | None:
+    """None when a GLB refers to no outside file, else the reason to refuse it."""
+    if len(data) < 20:
+        return "truncated GLB header"
+    chunk_len, chunk_type = struct.unpack("<II", data[12:20])
+    if chunk_type != 0x4E4F534A:
+        return "GLB does not start with a JSON chunk"
+    try:
+        doc = json.loads(data[20 : 20 + chunk_len].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "GLB JSON chunk is not valid JSON"
+    if not isinstance(doc, dict):
+        return "GLB JSON chunk is not an object"
+    for key in ("buffers", "images"):
+        for item in doc.get(key) or []:
+            uri = item.get("uri") if isinstance(item, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                return f"GLB refers to an outside file ({key} uri {uri[:60]!r}); upload a self-contained GLB"
+    return None
+
+
+def _npz_ok(data: bytes) -> str | None:
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        return f"not a readable zip archive ({e})"
+    if not names or not all(n.endswith(".npy") for n in names):
+        return "zip archive that is not a NumPy .npz (members other than .npy)"
+    return None
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The upload format its bytes show (an extension from ``UPLOAD_FORMATS``), or None when unknown.
+
+    Text point files all report ``.xyz``.
+    """
+    head = data[:8192]
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"\x93NUMPY"):
+        return ".npy"
+    if head.startswith(b"PK\x03\x04"):
+        return ".npz"
+    if head.startswith(b"glTF"):
+        return ".glb"
+    if head.startswith(b"ply"):
+        return ".ply"
+    if _binary_stl(data):
+        return ".stl"
+    if not _is_text(head):
+        return None
+    if stripped[:5].lower() == b"solid":
+        return ".stl"
+    first = stripped.split(None, 1)[0].upper() if stripped.split() else b""
+    if first in _OFF_HEADERS:
+        return ".off"
+    if _obj_like(head):
+        return ".obj"
+    if _numeric_rows(head):
+        return ".xyz"
+    return None
+
+
+def check_upload(filename: str | None, data: bytes, max_bytes: int) -> str:
+    """Decide an upload's format from its bytes and check the name agrees; returns the extension to read it as.
+
+    Raises:
+        RequestRefused: 413 over ``max_bytes``; 400 empty; 415 unknown content, an unsupported or
+            disagreeing extension, or a GLB/NPZ that is not self-contained.
+    """
+    if len(data) > max_bytes:
+        raise RequestRefused(413, f"upload of {len(data)} bytes is over the limit of {max_bytes} bytes")
+    if not data:
+        raise RequestRefused(400, "empty upload")
+    name = (filename or "").strip()
+    ext = ("." + name.rsplit(".", 1)[1].lower()) if "." in name else ""
+    if ext and ext not in UPLOAD_FORMATS:
+        raise RequestRefused(415, f"unsupported file type {ext!r}; send one of {', '.join(UPLOAD_FORMATS)}")
+    found = sniff_format(data)
+    if found is None:
+        raise RequestRefused(415, "the file's content is not a mesh or point format this service reads")
+    same = ext == found or (ext in _TEXT_POINT_EXTS and found == ".xyz")
+    if ext and not same:
+        raise RequestRefused(415, f"file name says {ext} but the content is {found[1:].upper()}")
+    reason = _glb_local_only(data) if found == ".glb" else _npz_ok(data) if found == ".npz" else None
+    if reason:
+        raise RequestRefused(415, reason)
+    return ext if same and ext else found
+
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` while a body streams in; an HTTPException so frameworks pass it through as a 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=413, detail=message)
+
+
+class BodyLimitMiddleware:
+    """Refuse (413, JSON) request bodies over ``max_bytes``: early from Content-Length, else while reading.
+
+    Starlette spools multipart files before an endpoint runs, so the limit must sit below it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, message: str | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = message or f"request body over the limit of {max_bytes} bytes"
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _send_json(send, 413, self.message)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge(self.message)
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, self.message)
+
+
+async def _send_json(send: Callable, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from daer.errors import BadInputError
-from daer.viz.heatmap import is_content_word, normalise_rows, select_words, top_points, word_heatmaps
+from daer.viz.heatmap import is_content_word, normalise_rows, select_words, splat_radius, top_points, word_heatmaps
 from daer.viz.render import colormap
 
 
@@ -82,3 +82,10 @@ def test_bad_input() -> None:
         word_heatmaps(pts, ["a"], np.ones((1, 100)), size=8)
     with pytest.raises(BadInputError, match="k must be"):
         top_points(["a"], np.ones((1, 100)), k=0)
+
+
+def test_splat_radius_grows_for_sparse_clouds() -> None:
+    assert splat_radius(2048, 300) == pytest.approx(2.0)  # the renderer's default at 2,048 points
+    assert splat_radius(512, 300) == pytest.approx(4.0)
+    assert splat_radius(10, 300) == pytest.approx(6.0)  # capped at 3x
+    assert splat_radius(100_000, 60) == pytest.approx(1.0)

@@ -54,7 +54,7 @@ from daer.serve.security import (
     check_upload,
     parse_labels,
 )
-from daer.viz.heatmap import top_points, word_heatmaps
+from daer.viz.heatmap import splat_radius, top_points, word_heatmaps
 from daer.viz.render import render_points
 
 log = logging.getLogger("daer.serve")
@@ -243,7 +243,7 @@ def create_app(
             pts = be.points(info["id"])
             if pts is None:
                 raise RequestRefused(404, f"no shape with id {shape_id!r}")
-            return _png(render_points(pts, size=size))
+            return _png(render_points(pts, size=size, point_radius=splat_radius(len(pts), size)))
 
         data = cache.get(("render", be.identity, info["id"], size), make)
         return Response(data, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})

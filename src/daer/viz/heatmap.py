@@ -106,6 +106,14 @@ def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: f
     return text + "..."
 
 
+def splat_radius(n_points: int, size: int) -> float:
+    """Splat radius in pixels for a ``size`` render of ``n_points`` points: sparse clouds get bigger splats.
+
+    At 2,048 points this is the renderer's default (``size / 150``); fewer points grow it up to 3x.
+    """
+    return max(1.0, size / 150.0) * float(np.clip(np.sqrt(2048 / max(n_points, 1)), 1.0, 3.0))
+
+
 def normalise_rows(attention: np.ndarray) -> np.ndarray:
     """Scale each row to 0..1 by its own min and max (a flat row becomes all zeros)."""
     att = np.asarray(attention, dtype=np.float32)
@@ -160,8 +168,7 @@ def word_heatmaps(
     label_h = max(14, int(size * _LABEL_H_FRAC))
     font = _font(max(10, int(label_h * 0.72)))
     title_h = label_h + 6 if title else 0
-    # Sparse clouds get bigger splats so the surface still reads (2,048 points: the renderer's default).
-    radius = max(1.0, size / 150.0) * float(np.clip(np.sqrt(2048 / len(pts)), 1.0, 3.0))
+    radius = splat_radius(len(pts), size)
     sheet = Image.new("RGB", (cols * size, title_h + rows * (size + label_h)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     if title:

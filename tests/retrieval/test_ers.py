@@ -65,10 +65,11 @@ def test_tree_is_balanced_and_consistent(ers2: ERSIndex, small_data) -> None:
     assert sizes.max() < 6 * np.median(sizes)  # leaves sized in proportion, no giant list
 
 
-@pytest.mark.parametrize("codes", ["flat", "sq8"])
-def test_full_beam_equals_exact_search(small_data, codes: str) -> None:
+@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("flat", 2), ("sq8", 2)])
+def test_full_beam_equals_exact_search(small_data, codes: str, spill: int) -> None:
     x, q = small_data
-    index = ERSIndex.build(x, n_leaves=32, depth=2, codes=codes, niter=5)
+    index = ERSIndex.build(x, n_leaves=32, depth=2, codes=codes, niter=5, spill=spill)
+    assert index.ivf.ntotal == spill * len(x)
     scores, ids = index.search(
         q, k=10, beam=10_000, n_probe=index.tree.n_leaves, candidates=200 if codes != "flat" else None
     )
@@ -148,3 +149,20 @@ def test_bad_input_is_refused(ers2: ERSIndex, small_data) -> None:
         ERSIndex.build(x, codes="pq")
     with pytest.raises(BadInputError):
         ERSIndex.build(x, ids=np.arange(3))
+
+
+def test_spill_stores_items_twice_and_finds_more(small_data) -> None:
+    x, q = small_data
+    _, truth = exact_topk(x, q, 10)
+    one = ERSIndex.build(x, n_leaves=48, niter=5)
+    two = ERSIndex.build(x, n_leaves=48, niter=5, spill=2)
+    assert two.spill_of.shape == (len(x), 1) and np.all(two.spill_of[:, 0] != two.leaf_of)
+    r1 = recall(one.search(q, k=10, beam=3, n_probe=4)[1], truth)
+    s2, i2 = two.search(q, k=10, beam=3, n_probe=4)
+    assert recall(i2, truth) > r1
+    for row in i2:  # every item at most once
+        assert len(set(row[row >= 0])) == int((row >= 0).sum())
+    assert np.all(np.diff(s2, axis=1) <= 1e-6)
+    two.set_learning(True)
+    two.search(q, k=10, beam=3, n_probe=4)
+    assert two.successes[1].sum() == len(q) and np.all(two.successes[1] <= two.visits[1])

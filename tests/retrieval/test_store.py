@@ -14,14 +14,14 @@ from daer.retrieval.ers import ERSIndex
 from daer.retrieval.store import IndexWriter, load_index, open_index_dir
 
 
-def _ers(x: np.ndarray, codes: str = "flat") -> ERSIndex:
-    return ERSIndex.build(x, n_leaves=24, depth=2, niter=5, codes=codes, model_hash="model-a")
+def _ers(x: np.ndarray, codes: str = "flat", spill: int = 1) -> ERSIndex:
+    return ERSIndex.build(x, n_leaves=24, depth=2, niter=5, codes=codes, spill=spill, model_hash="model-a")
 
 
-@pytest.mark.parametrize("codes", ["flat", "sq8"])
-def test_ers_round_trip_same_results_and_stats(tmp_path: Path, small_data, codes: str) -> None:
+@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("sq8", 2)])
+def test_ers_round_trip_same_results_and_stats(tmp_path: Path, small_data, codes: str, spill: int) -> None:
     x, q = small_data
-    index = _ers(x, codes)
+    index = _ers(x, codes, spill)
     index.set_learning(True)
     index.search(q[:20], k=5, beam=2, n_probe=3)
     index.save(tmp_path / "idx")

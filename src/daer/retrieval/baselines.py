@@ -80,9 +80,13 @@ class _FaissIndex:
         """Write the index folder atomically (manifest with checksums, FAISS file, ids)."""
         mh = self.model_hash if model_hash is None else model_hash
         with IndexWriter(path, self.method, mh, self.dim, self.ntotal) as w:
-            w.meta["settings"] = self.settings
-            w.put_faiss("index", self.index)
-            w.put_array("ids", self.ids)
+            self.write_to(w)
+
+    def write_to(self, w: IndexWriter) -> None:
+        """Add this index's files to an open writer."""
+        w.meta["settings"] = self.settings
+        w.put_faiss("index", self.index)
+        w.put_array("ids", self.ids)
 
     @classmethod
     def load(

@@ -52,7 +52,7 @@ class BenchConfig:
     repeats: int = 3
     stop_recall: float = 0.998  # a sweep stops once it reaches this recall
     methods: tuple[str, ...] = METHODS
-    ers: dict[str, Any] = field(default_factory=lambda: {"codes": "sq8", "depth": 2, "leaf_size": 64})
+    ers: dict[str, Any] = field(default_factory=lambda: {"codes": "sq8", "depth": 2, "leaf_size": 64, "spill": 2})
     ers_beams: tuple[int, ...] = (8, 16, 32)
     n_probes: tuple[int, ...] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
     ivf: dict[str, Any] = field(default_factory=lambda: {"codes": "flat"})

@@ -58,6 +58,7 @@ class ERSConfig:
     refine: bool = True  # with quantised codes: keep float vectors and re-score the top candidates exactly
     train_per_leaf: int = 64  # k-means training items per leaf
     assign_beam: int = 4  # beam used to assign items to leaves at build time
+    spill: int = 1  # leaves holding each item: 1, or 2 to also store it in its second-best leaf (SPANN-style)
     niter: int = 20  # k-means iterations per node
     seed: int = 0
     beam: int = 8  # default nodes kept per internal level
@@ -83,6 +84,7 @@ class ERSIndex:
         ids: np.ndarray,
         leaf_of: np.ndarray,
         vectors: np.ndarray | None,
+        spill_of: np.ndarray | None = None,
         stats: tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None = None,
         model_hash: str = "",
     ) -> None:
@@ -91,6 +93,7 @@ class ERSIndex:
         self.ivf = ivf
         self.ids = ids  # (n,) user ids; FAISS stores row numbers
         self.leaf_of = leaf_of  # (n,) leaf of each row
+        self.spill_of = spill_of  # (n, spill-1) further leaves holding each row (-1: none), or None
         self.vectors = vectors  # (n, d) float32 for exact re-scoring, or None
         self.model_hash = model_hash
         sizes = tree.level_sizes()
@@ -134,10 +137,14 @@ class ERSIndex:
         rows = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
         train = np.ascontiguousarray(x[rows], dtype=np.float32)
         tree = build_tree(train, n_leaves, cfg.depth, cfg.niter, cfg.seed, cfg.top_nodes)
-        leaf_of = np.empty(n, dtype=np.int32)
+        if cfg.spill < 1:
+            raise BadInputError(f"ERS build: spill must be >= 1, got {cfg.spill}")
+        assign = np.empty((n, cfg.spill), dtype=np.int32)  # best leaf first
         for s in range(0, n, 65536):
             block = np.ascontiguousarray(x[s : s + 65536], dtype=np.float32)
-            leaf_of[s : s + len(block)] = descend(tree, block, cfg.assign_beam, 1)[0][:, 0]
+            assign[s : s + len(block)] = descend(tree, block, cfg.assign_beam, cfg.spill)[0]
+        leaf_of = np.ascontiguousarray(assign[:, 0])
+        spill_of = np.ascontiguousarray(assign[:, 1:]) if cfg.spill > 1 else None
         refit(tree, x, leaf_of)
         quantizer = faiss.IndexFlatIP(d)
         quantizer.add(tree.centroids[-1])
@@ -152,10 +159,15 @@ class ERSIndex:
         for s in range(0, n, 65536):
             block = np.ascontiguousarray(x[s : s + 65536], dtype=np.float32)
             rows_b = np.arange(s, s + len(block), dtype=np.int64)
-            lists = leaf_of[s : s + len(block)].astype(np.int64)
-            ivf.add_core(len(block), faiss.swig_ptr(block), faiss.swig_ptr(rows_b), faiss.swig_ptr(lists))
+            for col in range(cfg.spill):
+                lists = assign[s : s + len(block), col].astype(np.int64)
+                ok = lists >= 0
+                b, r, li = (
+                    (block, rows_b, lists) if ok.all() else (np.ascontiguousarray(block[ok]), rows_b[ok], lists[ok])
+                )
+                ivf.add_core(len(b), faiss.swig_ptr(b), faiss.swig_ptr(r), faiss.swig_ptr(li))
         vectors = np.asarray(x, dtype=np.float32) if cfg.codes != "flat" and cfg.refine else None
-        return cls(cfg, tree, ivf, ids, leaf_of, vectors, model_hash=model_hash)
+        return cls(cfg, tree, ivf, ids, leaf_of, vectors, spill_of, model_hash=model_hash)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -170,7 +182,8 @@ class ERSIndex:
 
     def bytes_per_vector(self) -> float:
         """Memory held per indexed item: leaf codes + FAISS ids + user ids + leaf map (+ float vectors)."""
-        code = self.ivf.code_size + 8 + self.ids.itemsize + self.leaf_of.itemsize
+        code = self.ivf.ntotal / max(self.ntotal, 1) * (self.ivf.code_size + 8) + self.ids.itemsize
+        code += self.leaf_of.itemsize + (0 if self.spill_of is None else self.spill_of[0].nbytes)
         if self.vectors is not None:
             code += self.vectors.shape[1] * 4
         tree = sum(c.nbytes for c in self.tree.centroids) / max(self.ntotal, 1)
@@ -231,10 +244,18 @@ class ERSIndex:
                 valid = nodes[nodes >= 0]
                 np.add.at(self.visits[level], valid, 1.0)
             ok = top_rows >= 0
-            leaves = self.leaf_of[top_rows[ok]]
+            leaves = self._found_in(top_rows[ok], kept[-1][ok])
             for level in range(self.tree.depth):
                 np.add.at(self.successes[level], self._ancestors[level][leaves], 1.0)
             self._pending += len(top_rows)
+
+    def _found_in(self, rows: np.ndarray, scanned: np.ndarray) -> np.ndarray:
+        """The leaf through which each row was reached: its first leaf among the query's scanned leaves."""
+        if self.spill_of is None:
+            return self.leaf_of[rows].astype(np.int64)
+        held = np.concatenate([self.leaf_of[rows][:, None], self.spill_of[rows]], axis=1)  # (Q, spill)
+        hit = (held[:, :, None] == scanned[:, None, :]).any(axis=2) & (held >= 0)
+        return held[np.arange(len(rows)), hit.argmax(axis=1)].astype(np.int64)
 
     # ------------------------------------------------------------------ search
     def search(
@@ -271,7 +292,10 @@ class ERSIndex:
         c = candidates or max(k, depth_r, 2 * k if refine else k)
         c = max(c, k, depth_r)
         leaves, kept = descend(self.tree, q, beam, n_probe, vectors=self._node_vectors())
-        scores, rows = self._scan(q, leaves, c)
+        if self.spill_of is None:
+            scores, rows = self._scan(q, leaves, c)
+        else:  # an item may sit in several scanned leaves: over-fetch, then keep each row once
+            scores, rows = _dedupe(*self._scan(q, leaves, c * self.config.spill), c)
         if refine:
             scores, rows = self._rescore(q, scores, rows)
         if depth_r > 0:
@@ -279,8 +303,8 @@ class ERSIndex:
         scores, rows = scores[:, :k], rows[:, :k]
         if self.config.learn:
             self._update_stats(kept, rows[:, 0])
-        out_ids = np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
-        return scores, out_ids
+        found = rows >= 0
+        return np.where(found, scores, -np.inf).astype(np.float32), np.where(found, self.ids[np.maximum(rows, 0)], -1)
 
     def _scan(self, q: np.ndarray, leaves: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS scan of the given leaves (Q, n_probe): top ``c`` rows by code inner product."""
@@ -337,23 +361,29 @@ class ERSIndex:
         """Write the index folder atomically (manifest with checksums, FAISS file, arrays, statistics)."""
         mh = self.model_hash if model_hash is None else model_hash
         with IndexWriter(path, self.method, mh, self.dim, self.ntotal) as w:
-            w.meta.update({"config": asdict(self.config), "depth": self.tree.depth})
-            w.put_faiss("ivf", self.ivf)
-            w.put_array("ids", self.ids)
-            w.put_array("leaf_of", self.leaf_of)
-            for name, arr in self.tree.arrays().items():
-                w.put_array(f"tree_{name}", arr)
-            with self._lock:
-                for level in range(self.tree.depth):
-                    w.put_array(f"visits_{level + 1}", self.visits[level])
-                    w.put_array(f"successes_{level + 1}", self.successes[level])
-                w.put_array("root_visits", self.root_visits)
-            if self.vectors is not None:
-                out = w.open_array("vectors", self.vectors.shape, np.float32)
-                for s in range(0, len(self.vectors), 65536):
-                    out[s : s + 65536] = self.vectors[s : s + 65536]
-                out.flush()
-                del out
+            self.write_to(w)
+
+    def write_to(self, w: IndexWriter) -> None:
+        """Add this index's files to an open writer (a ``vectors`` array already there is reused)."""
+        w.meta.update({"config": asdict(self.config), "depth": self.tree.depth})
+        w.put_faiss("ivf", self.ivf)
+        w.put_array("ids", self.ids)
+        w.put_array("leaf_of", self.leaf_of)
+        if self.spill_of is not None:
+            w.put_array("spill_of", self.spill_of)
+        for name, arr in self.tree.arrays().items():
+            w.put_array(f"tree_{name}", arr)
+        with self._lock:
+            for level in range(self.tree.depth):
+                w.put_array(f"visits_{level + 1}", self.visits[level])
+                w.put_array(f"successes_{level + 1}", self.successes[level])
+            w.put_array("root_visits", self.root_visits)
+        if self.vectors is not None and not w.has("vectors", ".npy"):
+            out = w.open_array("vectors", self.vectors.shape, np.float32)
+            for s in range(0, len(self.vectors), 65536):
+                out[s : s + 65536] = self.vectors[s : s + 65536]
+            out.flush()
+            del out
 
     @classmethod
     def load(
@@ -383,14 +413,33 @@ class ERSIndex:
             ivf = folder.faiss("ivf")
             if not isinstance(ivf, faiss.IndexIVF):
                 raise TypeError(f"ivf.faiss holds a {type(ivf).__name__}, not an IVF index")
-            vectors = folder.array("vectors", mmap=mmap_vectors) if folder.has("vectors", ".npy") else None
-            index = cls(cfg, tree, ivf, folder.array("ids"), folder.array("leaf_of"), vectors, stats)
+            wants = cfg.codes != "flat" and cfg.refine  # a folder may hold vectors for other readers too
+            vectors = folder.array("vectors", mmap=mmap_vectors) if wants and folder.has("vectors", ".npy") else None
+            spill_of = folder.array("spill_of") if folder.has("spill_of", ".npy") else None
+            ids, leaf_of = folder.array("ids"), folder.array("leaf_of")
+            index = cls(cfg, tree, ivf, ids, leaf_of, vectors, spill_of, stats)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise IntegrityError(f"index {folder.path}: inconsistent ERS index ({e})") from e
         index.model_hash = folder.manifest.get("model_hash", "")
-        if ivf.ntotal != index.ntotal or ivf.nlist != tree.n_leaves or ivf.d != tree.dim:
+        copies = index.ntotal + (0 if spill_of is None else int((spill_of >= 0).sum()))
+        if ivf.ntotal != copies or ivf.nlist != tree.n_leaves or ivf.d != tree.dim:
             raise IntegrityError(f"index {folder.path}: FAISS index does not match the tree and ids")
         return index
+
+
+def _dedupe(scores: np.ndarray, rows: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop repeated rows (same item reached through two leaves) and keep the best ``c`` per query."""
+    order = np.argsort(rows, axis=1, kind="stable")
+    r = np.arange(len(rows))[:, None]
+    by_row = rows[r, order]
+    repeat = np.zeros(rows.shape, dtype=bool)
+    repeat[:, 1:] = (by_row[:, 1:] == by_row[:, :-1]) & (by_row[:, 1:] >= 0)
+    drop = np.zeros(rows.shape, dtype=bool)
+    drop[r, order] = repeat
+    scores = np.where(drop, -np.inf, scores)
+    rows = np.where(drop, -1, rows)
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :c]
+    return scores[r, best], rows[r, best]
 
 
 def _tree_names(depth: int) -> list[str]:

@@ -7,6 +7,7 @@ Layout of an index folder::
     <name>.faiss       faiss.write_index output
     <name>.npy         numpy arrays (large ones may be opened memory-mapped)
     <name>.json        small JSON documents
+    other files        written through ``IndexWriter.file`` (e.g. JSON lines), checksummed like the rest
 
 The folder is assembled under a temporary name beside the target and renamed into place only when
 complete, so a reader never sees a half-written index. Loading checks every file's size and SHA-256
@@ -66,9 +67,9 @@ class IndexWriter:
     def _file(self, name: str, suffix: str) -> Path:
         if not name or "/" in name or name.startswith(".") or name == "manifest":
             raise ValueError(f"bad index file name {name!r}")
-        if name in self._names:
-            raise ValueError(f"index file {name!r} written twice")
-        self._names.add(name)
+        if name + suffix in self._names:
+            raise ValueError(f"index file {name + suffix!r} written twice")
+        self._names.add(name + suffix)
         return self.tmp / f"{name}{suffix}"
 
     def put_faiss(self, name: str, index: faiss.Index) -> None:
@@ -82,6 +83,15 @@ class IndexWriter:
     def open_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
         """A writable memory-mapped ``<name>.npy`` to fill in place (for arrays larger than memory)."""
         return np.lib.format.open_memmap(self._file(name, ".npy"), mode="w+", dtype=dtype, shape=shape)
+
+    def file(self, filename: str) -> Path:
+        """Path of a new file ``filename`` (any suffix) inside the folder, to write in any way before commit."""
+        stem, dot, suffix = filename.partition(".")
+        return self._file(stem, dot + suffix)
+
+    def has(self, name: str, suffix: str) -> bool:
+        """Whether ``<name><suffix>`` was already written."""
+        return (self.tmp / f"{name}{suffix}").exists()
 
     def put_json(self, name: str, obj: Any) -> None:
         """Store a JSON document as ``<name>.json``."""
@@ -150,6 +160,11 @@ class IndexFolder:
     def array(self, name: str, mmap: bool = False) -> np.ndarray:
         """Read ``<name>.npy`` (memory-mapped read-only when ``mmap``)."""
         return np.load(self._file(name, ".npy"), mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def file(self, filename: str) -> Path:
+        """Path of a checked file of the index, e.g. ``meta.jsonl``."""
+        stem, dot, suffix = filename.partition(".")
+        return self._file(stem, dot + suffix)
 
     def json(self, name: str) -> Any:
         """Read ``<name>.json``."""

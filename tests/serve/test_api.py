@@ -269,3 +269,31 @@ def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:
     refused(client.get("/nothing/here"), 404)
     refused(client.post("/api/search", data={"q": "a"}), 405)
     refused(client.delete("/api/shapes/x"), 405)
+
+
+# ---------------------------------------------------------------------------- opening an index folder
+def test_app_from_an_index_folder(stack: dict[str, Path]) -> None:
+    c = TestClient(create_app(stack["index"], api_key=""))
+    h = c.get("/healthz").json()
+    assert h["method"] == "ers" and h["indexed"] == h["shapes"] == 48 and h["index"] == str(stack["index"])
+    results = c.get("/api/search", params={"q": "a table", "k": 5}).json()["results"]
+    assert len(results) == 5 and all(c.get(r["render_url"]).status_code == 200 for r in results)
+
+
+def test_index_with_another_data_set_is_refused(stack: dict[str, Path], tmp_path: Path) -> None:
+    from daer.data.build import build_synth
+    from daer.errors import IntegrityError
+    from daer.serve.backend import open_backend
+
+    build_synth(tmp_path / "other", 10, n_points=256, workers=1, progress=False)
+    with pytest.raises(IntegrityError, match="not the indexed data set"):
+        open_backend(stack["index"], data_dir=tmp_path / "other")
+    with pytest.raises(IntegrityError):
+        open_backend(tmp_path / "other")  # a data set folder is not an index
+
+
+def test_cli_defaults_to_loopback() -> None:
+    from daer.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--index", "idx"])
+    assert args.host == "127.0.0.1" and args.port == 8000 and args.max_upload_mb == 20.0

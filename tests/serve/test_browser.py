@@ -14,7 +14,7 @@ from benchmarks.bench_service import free_port, serve_thread
 
 from daer.serve.app import create_app
 from daer.serve.backend import LibraryBackend
-from tests.serve.webdriver import CHROMEDRIVER, CHROMIUM, chromium
+from tests.serve.webdriver import CHROMEDRIVER, CHROMIUM, chromium, processes_using
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -31,7 +31,7 @@ def test_search_explain_in_chromium(backend: LibraryBackend, tmp_path: Path) -> 
     shots = Path(os.environ.get("DAER_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     app = create_app(backend=backend, api_key="")
-    with serve_thread(app) as base, chromium(free_port(), height=1400) as browser:
+    with serve_thread(app) as base, chromium(free_port(), tmp_path / "profile", height=1400) as browser:
         browser.get(base + "/")
         assert "daer" in browser.script("return document.title")
         browser.type("#q", "a dining chair with armrests")
@@ -62,4 +62,5 @@ def test_search_explain_in_chromium(backend: LibraryBackend, tmp_path: Path) -> 
         browser.click("#go")
         browser.wait("error message", lambda: "512" in browser.text("#status"))
         assert browser.script("return document.getElementById('status').classList.contains('error')")
+    assert processes_using(str(tmp_path / "profile")) == []  # no Chromium left behind
     assert (shots / "search.png").stat().st_size > 10_000 and (shots / "explain.png").stat().st_size > 10_000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,8 @@ class Browser:
     """One WebDriver session."""
 
     def __init__(self, driver_url: str, session: str) -> None:
-        self.http = httpx.Client(base_url=f"{driver_url}/session/{session}", timeout=60.0)
+        self.session_url = f"{driver_url}/session/{session}"
+        self.http = httpx.Client(base_url=self.session_url, timeout=60.0)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         r = self.http.request(method, path, json=body)
@@ -69,14 +72,30 @@ class Browser:
         raise TimeoutError(f"timed out waiting for {what}")
 
     def quit(self) -> None:
-        with contextlib.suppress(httpx.HTTPError, WebDriverError):
-            self._call("DELETE", "")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.delete(self.session_url, timeout=30.0)  # the exact session URL: no trailing slash
         self.http.close()
 
 
+def processes_using(marker: str) -> list[int]:
+    """Ids of processes whose command line contains ``marker`` (our private profile folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
+
+
 @contextlib.contextmanager
-def chromium(port: int, width: int = 1280, height: int = 1000) -> Iterator[Browser]:
-    """Start chromedriver on ``port`` and a headless Chromium session; yield it, then clean up."""
+def chromium(port: int, profile: Path, width: int = 1280, height: int = 1000) -> Iterator[Browser]:
+    """Start chromedriver on ``port`` and a headless Chromium session with its profile in ``profile``.
+
+    On the way out the session is closed, chromedriver stopped, and any Chromium process still using
+    ``profile`` (which only this session's browser does) is ended by its id.
+    """
+    profile.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([str(CHROMEDRIVER), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     browser = None
@@ -100,6 +119,7 @@ def chromium(port: int, width: int = 1280, height: int = 1000) -> Iterator[Brows
                     "--disable-dev-shm-usage",
                     "--no-first-run",
                     "--disable-extensions",
+                    f"--user-data-dir={profile}",
                     f"--window-size={width},{height}",
                 ],
             },
@@ -119,3 +139,6 @@ def chromium(port: int, width: int = 1280, height: int = 1000) -> Iterator[Brows
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        for pid in processes_using(f"--user-data-dir={profile}"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

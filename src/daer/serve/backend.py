@@ -7,12 +7,15 @@ data set's shards), and :func:`open_backend` assembles one from an index folder.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from daer.errors import IntegrityError
 from daer.models.model import DaerModel, Explanation
 from daer.models.zeroshot import classify_points
 from daer.serve.shapes import ShapeStore
@@ -49,6 +52,7 @@ class LibraryBackend:
         identity: cache namespace (index path + model hash).
         details: extra fields for ``/healthz`` (method, count, paths).
         explain_cache: explanations kept in memory (a page asks for each word of one explanation).
+        model_lock: the lock the searcher holds while it uses the same model (default: a new one).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class LibraryBackend:
         identity: str,
         details: dict[str, Any] | None = None,
         explain_cache: int = 64,
+        model_lock: threading.Lock | None = None,
     ) -> None:
         self.searcher = searcher
         self.model = model
@@ -67,7 +72,8 @@ class LibraryBackend:
         self.n_points = int(model.config.n_points)
         self.labels = list(store.categories)
         self.details = dict(details or {})
-        self._model_lock = threading.Lock()
+        self._model_lock = model_lock if model_lock is not None else threading.Lock()
+        self._cache_lock = threading.Lock()
         self._explained: OrderedDict[tuple[str, str], Explanation] = OrderedDict()
         self._max_explained = explain_cache
 
@@ -86,7 +92,7 @@ class LibraryBackend:
     def explain(self, query: str, shape_id: str) -> Explanation | None:
         """Where each word of ``query`` looks on shape ``shape_id`` (None for an unknown id)."""
         key = (query, shape_id)
-        with self._model_lock:
+        with self._cache_lock:
             hit = self._explained.get(key)
             if hit is not None:
                 self._explained.move_to_end(key)
@@ -96,6 +102,7 @@ class LibraryBackend:
             return None
         with self._model_lock:
             exp = self.model.explain(query, pts)
+        with self._cache_lock:
             self._explained[key] = exp
             while len(self._explained) > self._max_explained:
                 self._explained.popitem(last=False)
@@ -109,3 +116,45 @@ class LibraryBackend:
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports beyond ``status``."""
         return {"shapes": len(self.store), "n_points": self.n_points, "mode": self.model.config.mode, **self.details}
+
+
+def open_backend(
+    index_dir: str | os.PathLike[str],
+    ckpt: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+) -> LibraryBackend:
+    """Open an index folder with the checkpoint and data set it was built from.
+
+    Args:
+        index_dir: folder written by ``daer index build``.
+        ckpt: checkpoint to use instead of the recorded one (its hash must still match the index).
+        data_dir: data set folder instead of the recorded one (e.g. after moving it).
+        verify: check the index files' SHA-256 on open.
+
+    Raises:
+        IntegrityError: a damaged or mismatched index, or a data set that is not the indexed one.
+    """
+    from daer.retrieval.searcher import Searcher  # the ERS searcher; imported here so tests can run without it
+
+    searcher = Searcher(index_dir, ckpt=ckpt, verify=verify)
+    data = data_dir if data_dir is not None else searcher.data_dir
+    if not data:
+        raise IntegrityError(f"index {index_dir}: no data set recorded; pass the data set folder explicitly")
+    meta = searcher.folder.meta
+    store = ShapeStore(data, split=meta.get("split"))
+    if len(store) != searcher.n:
+        raise IntegrityError(
+            f"data set {data} holds {len(store)} shapes{' of split ' + meta['split'] if meta.get('split') else ''}, "
+            f"index {index_dir} holds {searcher.n}: not the indexed data set"
+        )
+    model_id = str(searcher.folder.manifest.get("model_hash", ""))[:16]
+    details = {"method": searcher.method, "indexed": searcher.n, "data": str(data), "model": model_id}
+    return LibraryBackend(
+        searcher,
+        searcher.model,
+        store,
+        identity=f"{Path(index_dir).resolve()}:{model_id}",
+        details=details,
+        model_lock=getattr(searcher, "_model_lock", None),
+    )

@@ -19,6 +19,8 @@ class Health(BaseModel):
     n_points: int = Field(description="points per shape the model reads")
     mode: str = Field(description="model mode: haf or global")
     method: str | None = Field(default=None, description="index method (ers, exact, ivf, hnsw)")
+    indexed: int | None = Field(default=None, description="shapes in the index")
+    model: str | None = Field(default=None, description="first 16 hex digits of the model's weights hash")
 
 
 class SearchHit(BaseModel):

@@ -37,9 +37,10 @@ class ShapeStore:
     Args:
         data_dir: the data set (manifest + Parquet shards).
         cached_shards: decoded shards kept in memory.
+        split: hold only the shapes of this split (None: all).
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], cached_shards: int = 8) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], cached_shards: int = 8, split: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.manifest = read_manifest(self.data_dir)
         self.n_points = int(self.manifest["n_points"])
@@ -48,9 +49,11 @@ class ShapeStore:
         self._rows = [int(e["rows"]) for e in self.manifest["shards"]]
         self._where: dict[str, tuple[int, int]] = {}
         for s in range(len(self._files)):
-            ids = self._read(s, ["id"])["id"].to_pylist()
-            for r, shape_id in enumerate(ids):
-                self._where.setdefault(shape_id, (s, r))
+            table = self._read(s, ["id", "split"])
+            splits = table["split"].to_pylist()
+            for r, shape_id in enumerate(table["id"].to_pylist()):
+                if split is None or splits[r] == split:
+                    self._where.setdefault(shape_id, (s, r))
         self._cache: OrderedDict[int, _Shard] = OrderedDict()
         self._max = max(1, cached_shards)
         self._lock = threading.Lock()

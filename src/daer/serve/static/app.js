@@ -77,6 +77,7 @@ async function explain(r) {
     $("explain-meta").textContent =
       `${r.category} · score ${body.score.toFixed(3)} · level scores ${levels} · ${r.caption}`;
     for (const w of body.words) $("words").append(wordCard(w));
+    $("explain-meta").append(" · ", el("a", { href: body.image_url, target: "_blank", rel: "noopener" }, "all words as one PNG"));
     panel.scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (e) {
     $("explain-meta").textContent = e.message;

@@ -56,6 +56,18 @@ def test_search_explain_in_chromium(backend: LibraryBackend, tmp_path: Path) -> 
         assert len(browser.find_all(".word .pts li")) == 5 * len(words)
         browser.screenshot(shots / "explain.png")
 
+        # upload a mesh to classify: the top labels appear, best first
+        mesh = tmp_path / "tetra.obj"
+        mesh.write_bytes(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+        browser.click(".classify summary")
+        browser.type("#file", str(mesh))
+        browser.type("#labels", "chair, lamp, table")
+        browser.click("#classify-form button")
+        preds = browser.wait("predictions", lambda: browser.find_all("#classify-out li"))
+        assert len(preds) == 3
+        first_label = browser.script("return document.querySelector('#classify-out li strong').textContent")
+        assert first_label in {"chair", "lamp", "table"}
+
         # a refused query shows the server's message rather than failing silently
         browser.script("document.getElementById('q').removeAttribute('maxlength')")
         browser.script("document.getElementById('q').value = arguments[0]", "x" * 600)

@@ -22,6 +22,15 @@ from daer.train.dap import (
 from daer.train.policy_search import exhaustive_search
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Scores here are tiny: thread start-up would dominate every simulation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cache(b: int = 32, c: int = 4, levels: int = 2, seed: int = 0) -> ScoreCache:
     """Scores where a sharper temperature on level 0 helps and level 1 is noise."""
     g = torch.Generator().manual_seed(seed)
@@ -99,7 +108,6 @@ def test_search_never_returns_worse_than_base_and_methods_share_budget() -> None
 
 
 def test_one_simulation_costs_about_a_millisecond_on_256_pairs() -> None:
-    torch.set_num_threads(1)
     cache, base = _cache(b=256, c=19, levels=3), _base(3)
     reward = make_reward(cache, base)
     a = identity_assignment(3)

@@ -16,10 +16,11 @@ import trimesh
 
 from daer.cli.data_import import add_parser, parse_bytes
 from daer.data.formats import RejectLog, seeded_split
-from daer.data.importer import TaskFailed, TimedPool, import_meshes, write_records
+from daer.data.importer import import_meshes, write_records
 from daer.data.mesh_io import load_points
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, iter_records, read_manifest
+from daer.data.timed_pool import TaskFailed, TimedPool
 from daer.errors import BadInputError
 
 

@@ -281,8 +281,9 @@ def load_groups(
     Files are read by ``loader`` (default ``load_points``) in worker processes with a per-file time
     limit, as the CSV importer does; a missing, bad, hanging or crashing file rejects every row of its group.
     """
-    from daer.data.importer import TaskFailed, TimedPool, load_task  # the importer imports this package
+    from daer.data.importer import load_task  # the importer imports this package
     from daer.data.mesh_io import load_points
+    from daer.data.timed_pool import TaskFailed, TimedPool
 
     loader = load_points if loader is None else loader
     present: list[tuple[FileGroup, Path]] = []

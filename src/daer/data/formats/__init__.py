@@ -264,6 +264,44 @@ class FileGroup:
     category: str = ""
 
 
+def group_caption_rows(
+    rows: Iterable[tuple[int, dict[str, str] | None, str]],
+    source: str,
+    uid_key: str,
+    caption_key: str,
+    on_reject: RejectFn,
+    category_key: str | None = None,
+) -> dict[str, FileGroup]:
+    """Gather the captions of each object id from parsed CSV rows, rejecting malformed rows and empty ids.
+
+    Args:
+        rows: ``(line, row or None, error)`` as :func:`read_csv_rows` yields them.
+        source: the CSV's name, for rejections.
+        uid_key: column of the object id.
+        caption_key: column of the caption.
+        on_reject: receives each row that cannot be used.
+        category_key: optional column of the category (lower-cased).
+    """
+    groups: dict[str, FileGroup] = {}
+    for line, row, error in rows:
+        if row is None:
+            on_reject(Rejection(line, source, error, "malformed-row"))
+            continue
+        uid = (row.get(uid_key) or "").strip()
+        if not uid:
+            on_reject(Rejection(line, source, f"empty {uid_key}", "no-file"))
+            continue
+        text = caption_or_reject(row.get(caption_key), line, uid, on_reject)
+        if text is None:
+            continue
+        category = (row.get(category_key) or "").strip().lower() if category_key else ""
+        g = groups.setdefault(uid, FileGroup(uid, [], [], category))
+        g.rows.append(line)
+        if text not in g.captions:
+            g.captions.append(text)
+    return groups
+
+
 def load_groups(
     groups: Iterable[FileGroup],
     files: dict[str, Path],

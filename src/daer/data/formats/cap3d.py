@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daer.data.formats import (
-    FileGroup,
     RejectFn,
-    Rejection,
-    caption_or_reject,
+    group_caption_rows,
     ignore_rejection,
     index_files,
     load_groups,
@@ -51,24 +49,9 @@ def load_cap3d(
     """
     captions = Path(captions)
     _, rows = read_csv_rows(captions, fieldnames=["uid", "caption"])
-    groups: dict[str, FileGroup] = {}
-    for line, row, error in rows:
-        if row is None:
-            on_reject(Rejection(line, captions.name, error, "malformed-row"))
-            continue
-        uid = row["uid"].strip()
-        if line == 1 and uid.lower() == "uid":
-            continue
-        if not uid:
-            on_reject(Rejection(line, captions.name, "empty uid", "no-file"))
-            continue
-        text = caption_or_reject(row["caption"], line, uid, on_reject)
-        if text is None:
-            continue
-        g = groups.setdefault(uid, FileGroup(uid, [], []))
-        g.rows.append(line)
-        if text not in g.captions:
-            g.captions.append(text)
+    is_header = lambda line, row: line == 1 and row is not None and row["uid"].strip().lower() == "uid"  # noqa: E731
+    body = (r for r in rows if not is_header(r[0], r[1]))
+    groups = group_caption_rows(body, captions.name, "uid", "caption", on_reject)
     files = index_files(points_dir, SUPPORTED_EXTS)
     yield from load_groups(
         groups.values(), files, Path(points_dir), n_points, seed, max_bytes, on_reject, timeout, workers

@@ -10,10 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daer.data.formats import (
-    FileGroup,
     RejectFn,
-    Rejection,
-    caption_or_reject,
+    group_caption_rows,
     ignore_rejection,
     index_files,
     load_groups,
@@ -55,22 +53,7 @@ def load_text2shape(
     if missing:
         header = ascii(",".join(names))[1:-1][:120]
         raise BadInputError(f"{captions}: missing column(s) {', '.join(missing)} (header: {header})")
-    groups: dict[str, FileGroup] = {}
-    for line, row, error in rows:
-        if row is None:
-            on_reject(Rejection(line, captions.name, error, "malformed-row"))
-            continue
-        uid = row["modelid"].strip()
-        if not uid:
-            on_reject(Rejection(line, captions.name, "empty modelId", "no-file"))
-            continue
-        text = caption_or_reject(row["description"], line, uid, on_reject)
-        if text is None:
-            continue
-        g = groups.setdefault(uid, FileGroup(uid, [], [], row.get("category", "").strip().lower()))
-        g.rows.append(line)
-        if text not in g.captions:
-            g.captions.append(text)
+    groups = group_caption_rows(rows, captions.name, "modelid", "description", on_reject, category_key="category")
     files = index_files(shapes_dir, SUPPORTED_EXTS)
     yield from load_groups(
         groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject, timeout, workers

@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
     load1 = os.getloadavg()
     if args.json_out:
+        run = {"seconds": elapsed, "load_start": load0[0], "load_end": load1[0], "git": git_sha()}
         with open(args.json_out, "w", encoding="utf-8") as f:
-            json.dump({**result, "ablation": ablation}, f, indent=1)
+            json.dump({**result, "ablation": ablation, "run": run}, f, indent=1)
 
     goal_rows = goals(result, spec)
     for g, met, measured in goal_rows:
@@ -154,7 +155,8 @@ Data: n = {n:,}, dim = {cfg.dim}, synthetic clustered embeddings (`daer.retrieva
 Gaussian clusters in a 20-d latent, fixed random linear + tanh map to 256-d, unit norm) and {cfg.queries:,}
 text-like queries (an item + fixed modality offset + noise). Recall@10 against exact search (FAISS flat).
 Settings: FAISS threads {result["threads"]}; single-query rate = one query per call over {cfg.single_queries}
-queries (exact: {cfg.exact_single_queries}), batch = {cfg.queries:,} per call, medians of {cfg.repeats} runs.
+queries (exact: {cfg.exact_single_queries}), the faster of {result["threads"]} FAISS threads and 1; batch =
+{cfg.queries:,} per call with {result["threads"]} threads; medians of {cfg.repeats} runs.
 Each method is shown at its operating point: the fastest swept setting (one query per call) reaching
 recall@10 >= {spec["target"]} (or its most accurate setting). ERS: {cfg.ers}; IVF: {cfg.ivf}; HNSW: {cfg.hnsw}.
 

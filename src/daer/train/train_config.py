@@ -16,7 +16,7 @@ TRAIN_CONFIG = "train_config.json"
 # Fields that may change when a run is resumed; every other field defines the run.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"steps", "resume", "ckpt_every", "keep_checkpoints", "log_every", "progress", "workers", "dap", "dap_every",
-     "dap_sims", "dap_alpha", "device"}
+     "dap_sims", "dap_alpha", "device", "time_budget_s"}
 )  # fmt: skip
 
 
@@ -29,6 +29,7 @@ class TrainConfig:
     config: str = "small"  # named model config (tiny, small, base) or a config JSON path
     mode: str = "haf"  # "haf" (global + fine HAF loss) or "global" (global InfoNCE only, the baseline)
     steps: int = 1000  # optimizer steps in the whole run (the cosine schedule ends here)
+    time_budget_s: float = 0.0  # wall-clock budget of the training loop (0: off); see below
     batch_size: int = 64  # shapes per step per process; the global batch is batch_size x world
     lr: float = 1e-3  # peak learning rate (after warm-up)
     weight_decay: float = 0.05  # AdamW decay on weight matrices (not on biases, norms, scales, policy)
@@ -52,7 +53,13 @@ class TrainConfig:
     dap_every: int = 500  # steps between DAP calibrations
     dap_sims: int = 64  # MCTS simulations per calibration
     dap_alpha: float = 0.5  # DAP reward: alpha * loss drop + (1 - alpha) * mean(R@1 t2s, R@1 s2t, zero-shot)
+    text_prefill: bool = True  # encode every training caption once, batched, before step 1 (fills the cache)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra ModelConfig fields
+
+    # time_budget_s > 0: the run stops when its training loop (steps, callbacks, checkpoints, summed
+    # over resumes) has used this many seconds, or at ``steps``, whichever comes first; after the
+    # warm-up the cosine follows max(step progress, time progress), so it ends on time whatever the
+    # machine's speed. Such a run is not bit-reproducible (the schedule depends on the clock).
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +76,8 @@ class TrainConfig:
                 raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.fine_loss not in ("levels", "fused"):
             raise BadInputError(f"fine_loss must be 'levels' or 'fused', got {self.fine_loss!r}")
+        if not self.time_budget_s >= 0:
+            raise BadInputError(f"time_budget_s must be >= 0, got {self.time_budget_s}")
         if not self.lr > 0:
             raise BadInputError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.fine_weight < 0:

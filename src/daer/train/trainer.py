@@ -71,6 +71,9 @@ class Trainer:
         self.callbacks: list[Callback] = list(callbacks or [])
         self.run_dir = Path(cfg.out)
         self.step = 0
+        self.train_seconds = 0.0  # loop time of the steps done so far, over every resume (the time budget's clock)
+        self.warmup_seconds: float | None = None  # loop time when the warm-up ended (time-budget schedule)
+        self.prefill_seconds = 0.0
         self.metrics: dict[str, float] = {}
         read_manifest(cfg.data)  # a clear error for a missing or damaged data set, before any work
         self.data_hash = manifest_hash(cfg.data)
@@ -85,6 +88,8 @@ class Trainer:
         self._seed_rngs()
 
         self.dataset = self._build_dataset()
+        if cfg.text_prefill:
+            self.prefill_seconds = self.prefill_text_cache(c for caps in self.dataset.captions for c in caps)
         self.sampler = EpochBatchSampler(
             len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.dist.rank, world=self.dist.world
         )
@@ -167,6 +172,23 @@ class Trainer:
             ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)
         return ds
 
+    def prefill_text_cache(self, captions: Any, batch: int = 256) -> float:
+        """Encode captions once in large batches so that their frozen features sit in the text cache.
+
+        Without it the first epoch runs the text encoder on every step's new captions, in small
+        batches. Ranks split the work; no-op for an encoder without a cache (the tiny one).
+        Returns the seconds it took.
+        """
+        if getattr(self.model.text, "cache", None) is None:
+            return 0.0
+        t0 = time.perf_counter()
+        unique = list(dict.fromkeys(captions))[self.dist.rank :: self.dist.world]
+        with torch.no_grad():
+            for start in range(0, len(unique), batch):
+                self.model.encode_text(unique[start : start + batch])
+        barrier()
+        return time.perf_counter() - t0
+
     # ------------------------------------------------------------------------------------------
     # one step
 
@@ -212,6 +234,8 @@ class Trainer:
             "step": self.step,
             "data_position": {"epoch": epoch, "batch": batch, "batches_per_epoch": self.sampler.batches_per_epoch},
             "samples_seen": self.step * self.cfg.batch_size * self.dist.world,
+            "train_seconds": self.train_seconds,
+            "warmup_seconds": self.warmup_seconds,
             "world_size": self.dist.world,
             "schedule": {
                 "kind": "warmup_cosine",
@@ -237,6 +261,9 @@ class Trainer:
         tensors, meta = ckpt.read_trainer_state(folder)
         ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
         self.step = int(meta["step"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        ws = meta.get("warmup_seconds")
+        self.warmup_seconds = None if ws is None else float(ws)
         if int(meta.get("world_size", 1)) != self.dist.world:
             raise BadInputError(
                 f"{folder} was written by {meta.get('world_size')} processes; resume with the same number "
@@ -261,6 +288,23 @@ class Trainer:
     def _warmup(self) -> int:
         return min(self.cfg.warmup_steps, self.cfg.steps // 5)
 
+    def _lr(self) -> float:
+        """Learning rate of the step about to be taken (by step, or by the time budget's clock)."""
+        cfg, warm = self.cfg, self._warmup()
+        if cfg.time_budget_s <= 0 or self.step < warm:
+            return lr_at(self.step, cfg.lr, warm, cfg.steps, cfg.min_lr_ratio)
+        if self.warmup_seconds is None:
+            self.warmup_seconds = self.train_seconds
+        by_steps = (self.step - warm) / max(1, cfg.steps - warm)
+        by_time = (self.train_seconds - self.warmup_seconds) / max(cfg.time_budget_s - self.warmup_seconds, 1e-9)
+        span = 1_000_000  # the cosine on a fine grid of virtual steps
+        progress = min(1.0, max(by_steps, by_time))
+        return lr_at(warm + round(progress * span), cfg.lr, warm, warm + span, cfg.min_lr_ratio)
+
+    def _out_of_time(self, step_seconds: float = 0.0) -> bool:
+        """Whether the time budget is spent, or would be by one more step of ``step_seconds``."""
+        return self.cfg.time_budget_s > 0 and self.train_seconds + step_seconds >= self.cfg.time_budget_s
+
     def log_event(self, kind: str, **fields: Any) -> None:
         """Append an event line (e.g. a DAP calibration) to the run's JSONL log (rank 0)."""
         self.log.write({"event": kind, "step": self.step, **fields})
@@ -280,17 +324,22 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and self.dist.is_main), unit="step")
         t_start = time.perf_counter()
         t_window, window_steps, shapes_per_s = t_start, 0, 0.0
+        seconds_before = self.train_seconds
         last_ckpt: Path | None = None
         batches = iter(loader)
         try:
-            while self.step < cfg.steps:
+            done = self._out_of_time()
+            while self.step < cfg.steps and not done:
                 batch = next(batches).to(self.device)
-                lr = lr_at(self.step, cfg.lr, self._warmup(), cfg.steps, cfg.min_lr_ratio)
+                lr = self._lr()
                 set_lr(self.optimizer, lr)
                 stats = self.train_step(batch)
                 self.step += 1
                 window_steps += 1
-                done = self.step == cfg.steps
+                elapsed = torch.tensor(seconds_before + time.perf_counter() - t_start, dtype=torch.float64)
+                self.train_seconds = float(all_reduce_mean(elapsed)) if self.dist.world > 1 else float(elapsed)
+                per_step = (self.train_seconds - seconds_before) / (self.step - start)
+                done = self.step == cfg.steps or self._out_of_time(per_step)
                 if self.step % cfg.log_every == 0 or done:
                     now = time.perf_counter()
                     shapes_per_s = window_steps * global_batch / max(now - t_window, 1e-9)
@@ -324,10 +373,26 @@ class Trainer:
             "step": self.step,
             "steps_run": steps_run,
             "seconds": seconds,
+            "train_seconds": self.train_seconds,
+            "stopped_by": "time" if self.step < cfg.steps else "steps",
+            "prefill_seconds": self.prefill_seconds,
             "shapes_per_s": steps_run * global_batch / seconds if steps_run and seconds > 0 else 0.0,
             "checkpoint": str(last_ckpt or ckpt.latest_checkpoint(self.run_dir) or ""),
             **{k: v for k, v in self.metrics.items() if k.startswith("loss")},
         }
+
+
+def build_trainer(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> Trainer:
+    """The :class:`Trainer` that :func:`train` runs: ``callbacks`` plus, in ``haf`` mode with ``cfg.dap``
+    set, a :class:`DAPCallback` that calibrates the attention policy every ``cfg.dap_every`` steps."""
+    callbacks = list(callbacks or [])
+    if cfg.dap and cfg.mode == "haf":
+        from daer.train.dap_callback import DAPCallback
+
+        callbacks.append(
+            DAPCallback(cfg.data, every=cfg.dap_every, simulations=cfg.dap_sims, alpha=cfg.dap_alpha, seed=cfg.seed)
+        )
+    return Trainer(cfg, callbacks=callbacks)
 
 
 def train(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
@@ -336,11 +401,4 @@ def train(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str
     In ``haf`` mode with ``cfg.dap`` set, a :class:`DAPCallback` calibrates the attention policy
     every ``cfg.dap_every`` steps.
     """
-    callbacks = list(callbacks or [])
-    if cfg.dap and cfg.mode == "haf":
-        from daer.train.dap_callback import DAPCallback
-
-        callbacks.append(
-            DAPCallback(cfg.data, every=cfg.dap_every, simulations=cfg.dap_sims, alpha=cfg.dap_alpha, seed=cfg.seed)
-        )
-    return Trainer(cfg, callbacks=callbacks).fit()
+    return build_trainer(cfg, callbacks).fit()

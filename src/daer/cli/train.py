@@ -31,6 +31,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--text-encoder", "text_encoder", str, "local Hugging Face encoder folder replacing MiniLM"),
     ("--dap-every", "dap_every", int, "steps between DAP calibrations (default 500)"),
     ("--dap-sims", "dap_sims", int, "MCTS simulations per DAP calibration (default 64)"),
+    ("--time-budget-s", "time_budget_s", float, "stop after this many seconds of training; the schedule follows"),
     ("--dap-alpha", "dap_alpha", float, "DAP reward weight of the loss drop vs recall/accuracy (default 0.5)"),
 ]
 
@@ -79,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="yaw/scale/jitter augmentation (default on)")  # fmt: skip
-    p.add_argument("--dap", action=argparse.BooleanOptionalAction, default=None, help="DAP policy calibration (default on in haf mode)")
+    p.add_argument("--dap", action=argparse.BooleanOptionalAction, default=None, help="DAP calibration (on in haf mode)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.set_defaults(func=cmd_train)

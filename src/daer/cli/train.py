@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 autocast")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="yaw/scale/jitter augmentation (default on)")  # fmt: skip
-    p.add_argument("--dap", action=argparse.BooleanOptionalAction, default=None, help="DAP calibration (on in haf mode)")
+    p.add_argument("--dap", action=argparse.BooleanOptionalAction, default=None, help="DAP (on in haf mode)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.set_defaults(func=cmd_train)

@@ -31,6 +31,7 @@ class TrainConfig:
     steps: int = 1000  # optimizer steps in the whole run (the cosine schedule ends here)
     time_budget_s: float = 0.0  # wall-clock budget of the training loop (0: off); see below
     batch_size: int = 64  # shapes per step per process; the global batch is batch_size x world
+    batch_categories: int = 0  # 0: random batches; k: each global batch is k single-category chunks (hard negatives)
     lr: float = 1e-3  # peak learning rate (after warm-up)
     weight_decay: float = 0.05  # AdamW decay on weight matrices (not on biases, norms, scales, policy)
     warmup_steps: int = 100  # linear warm-up steps (capped at steps // 5)
@@ -71,7 +72,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "ckpt_every", "log_every", "keep_checkpoints", "dap_every", "dap_sims"):
             if int(getattr(self, name)) < 1:
                 raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "workers"):
+        for name in ("warmup_steps", "workers", "batch_categories"):
             if int(getattr(self, name)) < 0:
                 raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.fine_loss not in ("levels", "fused"):

@@ -27,6 +27,7 @@ from daer.data.shards import read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
 from daer.train import checkpoint as ckpt
+from daer.train.batching import CategoryBatchSampler
 from daer.train.distributed import (
     DistInfo,
     all_gather_list,
@@ -90,9 +91,7 @@ class Trainer:
         self.dataset = self._build_dataset()
         if cfg.text_prefill:
             self.prefill_seconds = self.prefill_text_cache(c for caps in self.dataset.captions for c in caps)
-        self.sampler = EpochBatchSampler(
-            len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.dist.rank, world=self.dist.world
-        )
+        self.sampler = self._sampler(0)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() < 2]
@@ -188,6 +187,14 @@ class Trainer:
                 self.model.encode_text(unique[start : start + batch])
         barrier()
         return time.perf_counter() - t0
+
+    def _sampler(self, start_step: int) -> EpochBatchSampler | CategoryBatchSampler:
+        cfg, rank, world = self.cfg, self.dist.rank, self.dist.world
+        if cfg.batch_categories:
+            return CategoryBatchSampler(
+                self.dataset.categories, cfg.batch_size, cfg.batch_categories, cfg.seed, rank, world, start_step
+            )
+        return EpochBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, rank, world, start_step=start_step)
 
     # ------------------------------------------------------------------------------------------
     # one step
@@ -314,9 +321,7 @@ class Trainer:
         cfg, start = self.cfg, self.step
         loader = torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=EpochBatchSampler(
-                len(self.dataset), cfg.batch_size, cfg.seed, self.dist.rank, self.dist.world, start_step=start
-            ),
+            batch_sampler=self._sampler(start),
             collate_fn=collate,
             num_workers=cfg.workers,
         )

@@ -113,36 +113,51 @@ class HierarchicalAttentionFusion(nn.Module):
     def level_scores(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> Tensor:
         """Level scores of every text with every shape, (Bt, Bs, L), in blocks that bound memory.
 
+        Only real tokens are scored: they are packed into one (R, d) matrix (R = tokens over all
+        texts, padding left out) and each text's score is the sum of its tokens' weighted cosines.
+
         Args:
             tau: (L,) temperatures to use instead of the policy's (DAP evaluates candidates this way).
         """
         taus = self._tau(tau)
         w = self.token_weights(text)  # (Bt, T)
-        bt, t = w.shape
+        bt = w.shape[0]
         bs = len(shapes)
         if bt == 0 or bs == 0:
             return w.new_zeros(bt, bs, self.n_levels)
+        mask = text.mask
+        lengths = mask.sum(1)  # (Bt,)
+        tokens = text.tokens[mask]  # (R, D) real tokens, text by text
+        w_real = w[mask]  # (R,)
+        owner = torch.repeat_interleave(torch.arange(bt, device=w.device), lengths)  # (R,) text of each token
+        ends = torch.cumsum(lengths, 0).tolist()  # token offset after each text
         per_level = []
         for lvl in range(self.n_levels):
-            q = self.query[lvl](text.tokens)  # (Bt, T, d)
+            q = self.query[lvl](tokens)  # (R, d)
             k = self.key[lvl](shapes.levels[lvl])  # (Bs, N, d)
             n = k.shape[1]
             scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
-            t_step = max(1, min(bt, self.chunk // max(1, t * n)))
-            s_step = max(1, self.chunk // max(1, t_step * t * n))
             rows = []
-            for i in range(0, bt, t_step):
-                qi, wi = q[i : i + t_step], w[i : i + t_step]  # (bt', T, d), (bt', T)
-                qf = (qi * scale).reshape(-1, qi.shape[-1])  # (bt'·T, d), scaled here: smaller than the logits
+            i = 0
+            while i < bt:  # a block of whole texts with at most chunk / N tokens (at least one text)
+                first = ends[i - 1] if i else 0
+                j = i + 1
+                while j < bt and (ends[j] - first) * n <= self.chunk:
+                    j += 1
+                last = ends[j - 1]
+                qi, wi, oi = q[first:last], w_real[first:last], owner[first:last] - i  # (r, d), (r,), (r,)
+                qf = qi * scale  # scaled here: smaller than the logits
+                s_step = max(1, self.chunk // max(1, (last - first) * n))
                 cols = []
-                for j in range(0, bs, s_step):
-                    kj = k[j : j + s_step]  # (bs', N, d)
-                    logits = torch.bmm(qf.expand(kj.shape[0], -1, -1), kj.transpose(1, 2))  # (bs', bt'·T, N)
-                    attn = logits.softmax(-1)
-                    att = torch.bmm(attn, kj).view(kj.shape[0], qi.shape[0], t, -1)  # (bs', bt', T, d)
-                    cos = _cosine(qi[None], att)  # (bs', bt', T)
-                    cols.append((cos * wi[None]).sum(-1).transpose(0, 1))  # (bt', bs')
+                for c in range(0, bs, s_step):
+                    kc = k[c : c + s_step]  # (bs', N, d)
+                    logits = torch.bmm(qf.expand(kc.shape[0], -1, -1), kc.transpose(1, 2))  # (bs', r, N)
+                    att = torch.bmm(logits.softmax(-1), kc)  # (bs', r, d)
+                    cos = _cosine(qi[None], att) * wi  # (bs', r)
+                    summed = cos.new_zeros(kc.shape[0], j - i).index_add(1, oi, cos)  # (bs', texts of the block)
+                    cols.append(summed.T)  # (texts, bs')
                 rows.append(torch.cat(cols, dim=1))
+                i = j
             per_level.append(torch.cat(rows, dim=0))  # (Bt, Bs)
         return torch.stack(per_level, dim=-1)  # (Bt, Bs, L)
 

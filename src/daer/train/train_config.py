@@ -39,6 +39,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
     fine_weight: float = 1.0  # weight of the fine HAF InfoNCE term (haf mode)
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
+    swap_negatives: float = 0.0  # weight of the attribute-swap caption loss (Align3D-Synth; 0: off)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -81,8 +82,8 @@ class TrainConfig:
             raise BadInputError(f"time_budget_s must be >= 0, got {self.time_budget_s}")
         if not self.lr > 0:
             raise BadInputError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.fine_weight < 0:
-            raise BadInputError("weight_decay, grad_clip and fine_weight must be >= 0")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.fine_weight < 0 or self.swap_negatives < 0:
+            raise BadInputError("weight_decay, grad_clip, fine_weight and swap_negatives must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

@@ -37,6 +37,7 @@ from daer.train.distributed import (
     broadcast_module,
     init_distributed,
 )
+from daer.train.hard_negatives import SwapNegatives, swap_loss
 from daer.train.loss import ContrastiveLoss
 from daer.train.run_folder import LOG_FILE, JsonlLog, manifest_hash, record_resume, write_run_info
 from daer.train.schedule import lr_at, set_lr
@@ -89,8 +90,12 @@ class Trainer:
         self._seed_rngs()
 
         self.dataset = self._build_dataset()
+        self.swaps: SwapNegatives | None = None
+        if cfg.swap_negatives > 0:
+            self.swaps = SwapNegatives(self.dataset.ids, self.dataset.captions)
         if cfg.text_prefill:
-            self.prefill_seconds = self.prefill_text_cache(c for caps in self.dataset.captions for c in caps)
+            captions = [c for caps in self.dataset.captions for c in caps]
+            self.prefill_seconds = self.prefill_text_cache(captions + (self.swaps.captions() if self.swaps else []))
         self.sampler = self._sampler(0)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() >= 2]
@@ -206,6 +211,8 @@ class Trainer:
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)
             out = self.loss_fn(text, shapes, self.model.logit_scale_value())
+            if self.swaps is not None:
+                out |= self._swap_term(batch, text, shapes, out["loss"])
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         all_reduce_grads(self.params)
@@ -213,6 +220,32 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in out.items()} | {"grad_norm": float(grad_norm)}
+
+    def _swap_term(self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss with the attribute-swap term added (``loss``, ``loss_swap``); negatives are drawn
+        from a generator seeded by (seed, epoch, shape), so a resumed run draws the same ones."""
+        assert self.swaps is not None
+        epoch, _ = self.sampler.position(self.step)
+        picks = [
+            self.swaps.pick(int(i), c, np.random.default_rng([self.cfg.seed, epoch, int(i), 0x5A9]))
+            for i, c in zip(batch.indices.tolist(), batch.captions, strict=True)
+        ]
+        rows = [r for r, c in enumerate(picks) if c is not None]
+        if not rows:
+            zero = loss.new_zeros(())
+            return {"loss": loss, "loss_swap": zero}
+        negatives = self.model.encode_text([picks[r] for r in rows])
+        term = swap_loss(
+            self.model,
+            text,
+            negatives,
+            shapes,
+            torch.tensor(rows, device=self.device),
+            self.model.logit_scale_value(),
+            self.cfg.fine_loss,
+            self.cfg.fine_weight,
+        )
+        return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -349,8 +382,9 @@ class Trainer:
                     now = time.perf_counter()
                     shapes_per_s = window_steps * global_batch / max(now - t_window, 1e-9)
                     t_window, window_steps = now, 0
-                    for k in ("loss", "loss_global", "loss_fine"):
-                        stats[k] = float(all_reduce_mean(torch.tensor(stats[k], device=self.device)))
+                    for k in ("loss", "loss_global", "loss_fine", "loss_swap"):
+                        if k in stats:
+                            stats[k] = float(all_reduce_mean(torch.tensor(stats[k], device=self.device)))
                     epoch, _ = self.sampler.position(self.step - 1)
                     self.metrics = {
                         **stats,

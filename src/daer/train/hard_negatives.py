@@ -1,0 +1,124 @@
+"""Attribute-swap negative captions for Align3D-Synth training shapes (NegCLIP-style hard negatives).
+
+For a training caption, a negative is the same caption, rendered with the same template and
+variant, with one of the attributes it names set to another value ("a stool with a round seat"
+for a square-seated stool). In-batch negatives mostly differ in category, which the category word
+alone tells apart; these differ in one word, so the loss has to look at that part of the shape.
+
+Only swaps whose resulting full attribute combination belongs to the *train* split are used, so no
+caption of a held-out (val/test) combination is ever seen in training, not even as a negative.
+Shapes that are not Align3D-Synth shapes (or whose stored captions the generator does not
+reproduce) simply get no negatives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from daer.data.synth.captions import render_caption
+from daer.data.synth.generator import caption_draws, shape_spec
+from daer.data.synth.splits import split_of
+from daer.data.synth.taxonomy import TAXONOMY
+
+_SYNTH_ID = re.compile(r"^synth-(\d+)-(\d+)$")
+
+
+class SwapNegatives:
+    """Per shape and caption, every allowed one-attribute swap of that caption.
+
+    Args:
+        ids: shape ids (``synth-<seed>-<index>`` for Align3D-Synth shapes).
+        captions: each shape's stored captions.
+    """
+
+    def __init__(self, ids: Sequence[str], captions: Sequence[Sequence[str]]) -> None:
+        self.options: list[dict[str, list[str]]] = [_swaps(sid, caps) for sid, caps in zip(ids, captions, strict=True)]
+
+    @classmethod
+    def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train") -> SwapNegatives:
+        from daer.data.shards import iter_records
+
+        ids, captions = [], []
+        for rec in iter_records(data_dir, split, columns=["captions"]):
+            ids.append(rec.id)
+            captions.append(rec.captions)
+        return cls(ids, captions)
+
+    def coverage(self) -> float:
+        """Fraction of captions that have at least one negative."""
+        counts = [bool(v) for opts in self.options for v in opts.values()]
+        return float(np.mean(counts)) if counts else 0.0
+
+    def captions(self) -> list[str]:
+        """Every negative caption once (to fill the text-feature cache)."""
+        return list(dict.fromkeys(c for opts in self.options for v in opts.values() for c in v))
+
+    def pick(self, index: int, caption: str, rng: np.random.Generator) -> str | None:
+        """One negative of shape ``index``'s ``caption``, or None when it has none."""
+        choices = self.options[index].get(caption)
+        if not choices:
+            return None
+        return choices[int(rng.integers(len(choices)))]
+
+
+def _swaps(sid: str, captions: Sequence[str]) -> dict[str, list[str]]:
+    m = _SYNTH_ID.match(sid)
+    if m is None:
+        return {}
+    seed, index = int(m.group(1)), int(m.group(2))
+    category, full = shape_spec(index, seed)
+    out: dict[str, list[str]] = {}
+    for draw in caption_draws(index, seed, len(captions)):
+        if draw.text not in captions:
+            continue
+        negs = []
+        for name in draw.attributes:
+            for value in TAXONOMY[category][name]:
+                if value == full[name] or split_of(category, {**full, name: value}, seed) != "train":
+                    continue
+                attrs = {**draw.attributes, name: value}
+                negs.append(render_caption(category, attrs, draw.template, draw.group, draw.variant))
+        out[draw.text] = list(dict.fromkeys(n for n in negs if n != draw.text))
+    return out
+
+
+def swap_loss(
+    model: torch.nn.Module,
+    text: Any,
+    negatives: Any,
+    shapes: Any,
+    rows: torch.Tensor,
+    logit_scale: torch.Tensor,
+    fine_loss: str = "levels",
+    fine_weight: float = 1.0,
+) -> torch.Tensor:
+    """Each shape picks its caption over its swapped caption: a two-way cross-entropy per shape.
+
+    Args:
+        model: the DaerModel (its ``haf``, when present, adds the same term on the fine scores).
+        text: the batch's caption features; ``negatives``: features of one negative per row in ``rows``.
+        shapes: the batch's point features.
+        rows: (H,) the batch rows that have a negative.
+        logit_scale: the contrastive multiplier.
+        fine_loss, fine_weight: as for the in-batch loss (per HAF level, or on the fused fine score).
+    """
+    pos, sub = text.select(rows), shapes.select(rows)
+    s = F.normalize(sub.global_.float(), dim=-1)  # (H, D)
+    logits = torch.stack([(s * pos.global_.float()).sum(-1), (s * negatives.global_.float()).sum(-1)], 1)  # (H, 2)
+    target = torch.zeros(len(rows), dtype=torch.long, device=logits.device)
+    loss = F.cross_entropy(logit_scale * logits, target)
+    haf = getattr(model, "haf", None)
+    if haf is not None and fine_weight > 0:
+        lp, ln = haf.paired_level_scores(pos, sub), haf.paired_level_scores(negatives, sub)  # (H, L) each
+        if fine_loss == "fused":
+            lp, ln = haf.fine(lp)[:, None], haf.fine(ln)[:, None]
+        fine = torch.stack([lp, ln], 1).float()  # (H, 2, L)
+        loss = loss + fine_weight * F.cross_entropy(logit_scale * fine, target[:, None].expand(-1, fine.shape[2]))
+    return loss

@@ -58,8 +58,9 @@ def ensure_data(data: Path, n: int, seed: int, workers: int) -> tuple[dict[str, 
     return manifest, time.perf_counter() - t0
 
 
-def prefill_text(data: Path, config: str) -> tuple[int, float]:
-    """Encode every train and val caption once into the text-feature cache; (captions, seconds)."""
+def prefill_text(data: Path, config: str, swaps: bool) -> tuple[int, float]:
+    """Encode every train and val caption (and, with ``swaps``, every attribute-swap negative) once into
+    the text-feature cache; (captions, seconds)."""
     import torch
 
     from daer.data.shards import iter_records
@@ -70,6 +71,10 @@ def prefill_text(data: Path, config: str) -> tuple[int, float]:
     for split in ("train", "val"):
         for rec in iter_records(data, split, columns=["captions"]):
             captions.update(dict.fromkeys(rec.captions))
+    if swaps:
+        from daer.train.hard_negatives import SwapNegatives
+
+        captions.update(dict.fromkeys(SwapNegatives.from_folder(data).captions()))
     model = create_model(config)
     if getattr(model.text, "cache", None) is None:
         return 0, 0.0
@@ -234,7 +239,8 @@ def render(args: argparse.Namespace, info: dict[str, Any], results: dict[str, di
     lines.append(
         f"Settings: batch {t['batch_size']}, AdamW lr {t['lr']:g} (warm-up {t['warmup_steps']} steps, cosine to "
         f"{t['min_lr_ratio']:g}x over the time budget), weight decay {t['weight_decay']:g}, clip {t['grad_clip']:g}, "
-        f"fine loss `{t['fine_loss']}` x{t['fine_weight']:g}, augment {t['augment']}, DAP {t['dap']} "
+        f"fine loss `{t['fine_loss']}` x{t['fine_weight']:g}, attribute-swap negatives x{t['swap_negatives']:g}, "
+        f"category-grouped batches {t['batch_categories'] or 'off'}, augment {t['augment']}, DAP {t['dap']} "
         f"(every {t['dap_every']} steps, {t['dap_sims']} simulations; haf only), seed {t['seed']}"
         + (f", overrides {info['overrides']}" if info["overrides"] else "")
         + "."
@@ -374,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     from daer.train.train_config import TrainConfig
 
     manifest, build_s = ensure_data(data, args.n, args.seed, workers=min(2, cores))
-    n_caps, prefill_s = prefill_text(data, args.config)
+    swaps = float(overrides.get("swap_negatives", TrainConfig.swap_negatives)) > 0
+    n_caps, prefill_s = prefill_text(data, args.config, swaps)
     print(f"data {data}: {manifest['counts']}; text cache filled with {n_caps} captions in {prefill_s:.0f} s")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -276,8 +276,16 @@ def test_app_from_an_index_folder(stack: dict[str, Path]) -> None:
     c = TestClient(create_app(stack["index"], api_key=""))
     h = c.get("/healthz").json()
     assert h["method"] == "ers" and h["indexed"] == h["shapes"] == 48 and h["index"] == str(stack["index"])
+    assert h["learn"] is False
     results = c.get("/api/search", params={"q": "a table", "k": 5}).json()["results"]
     assert len(results) == 5 and all(c.get(r["render_url"]).status_code == 200 for r in results)
+    learning = create_app(stack["index"], api_key="", learn=True)
+    c2 = TestClient(learning)
+    assert c2.get("/healthz").json()["learn"] is True
+    index = learning.state.backend.searcher.index
+    before = float(index.root_visits.sum())
+    c2.get("/api/search", params={"q": "a table", "k": 5})
+    assert float(index.root_visits.sum()) > before  # the served query updated the success statistics
 
 
 def test_index_with_another_data_set_is_refused(stack: dict[str, Path], tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BadInputError(f"--port must be 0..65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise BadInputError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
-    app = create_app(args.index, max_upload=int(args.max_upload_mb * 2**20), cache_dir=args.cache_dir)
+    app = create_app(args.index, max_upload=int(args.max_upload_mb * 2**20), cache_dir=args.cache_dir, learn=args.learn)
     if not _is_loopback(args.host):
         keyed = "POST endpoints need the API key" if os.environ.get(API_KEY_ENV) else f"no {API_KEY_ENV} is set"
         print(f"warning: listening on {args.host}, reachable from other machines ({keyed})", file=sys.stderr)
@@ -46,5 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload for /api/classify (default 20)")
     p.add_argument("--cache-dir", default=None, help="folder for a persistent render cache (default: memory only)")
+    p.add_argument("--learn", action="store_true", help="let ERS learn success statistics from served queries")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

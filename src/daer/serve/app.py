@@ -102,6 +102,7 @@ def create_app(
     cache_dir: str | os.PathLike[str] | None = None,
     cache_items: int = 2048,
     classify_slots: int = 2,
+    learn: bool = False,
 ) -> FastAPI:
     """Build the FastAPI app.
 
@@ -113,13 +114,14 @@ def create_app(
         cache_dir: optional folder for a persistent render cache.
         cache_items: renders kept in memory.
         classify_slots: uploads decoded and classified at the same time; more are refused with 429.
+        learn: let ERS learn success statistics from served queries (when opening ``index_dir``).
     """
     if backend is None:
         if index_dir is None:
             raise BadInputError("create_app needs an index folder or a backend")
         from daer.serve.backend import open_backend
 
-        backend = open_backend(index_dir)
+        backend = open_backend(index_dir, learn=learn)
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     be: SearchBackend = backend
     cache = RenderCache(max_items=cache_items, disk_dir=cache_dir)

@@ -123,6 +123,7 @@ def open_backend(
     ckpt: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     verify: bool = True,
+    learn: bool = False,
 ) -> LibraryBackend:
     """Open an index folder with the checkpoint and data set it was built from.
 
@@ -131,13 +132,14 @@ def open_backend(
         ckpt: checkpoint to use instead of the recorded one (its hash must still match the index).
         data_dir: data set folder instead of the recorded one (e.g. after moving it).
         verify: check the index files' SHA-256 on open.
+        learn: let ERS update its success statistics from the queries served (kept in memory only).
 
     Raises:
         IntegrityError: a damaged or mismatched index, or a data set that is not the indexed one.
     """
     from daer.retrieval.searcher import Searcher  # the ERS searcher; imported here so tests can run without it
 
-    searcher = Searcher(index_dir, ckpt=ckpt, verify=verify)
+    searcher = Searcher(index_dir, ckpt=ckpt, verify=verify, learn=learn)
     data = data_dir if data_dir is not None else searcher.data_dir
     if not data:
         raise IntegrityError(f"index {index_dir}: no data set recorded; pass the data set folder explicitly")
@@ -149,7 +151,7 @@ def open_backend(
             f"index {index_dir} holds {searcher.n}: not the indexed data set"
         )
     model_id = str(searcher.folder.manifest.get("model_hash", ""))[:16]
-    details = {"method": searcher.method, "indexed": searcher.n, "data": str(data), "model": model_id}
+    details = {"method": searcher.method, "indexed": searcher.n, "model": model_id, "learn": learn}
     return LibraryBackend(
         searcher,
         searcher.model,

@@ -21,6 +21,7 @@ class Health(BaseModel):
     method: str | None = Field(default=None, description="index method (ers, exact, ivf, hnsw)")
     indexed: int | None = Field(default=None, description="shapes in the index")
     model: str | None = Field(default=None, description="first 16 hex digits of the model's weights hash")
+    learn: bool | None = Field(default=None, description="whether ERS learns success statistics from queries")
 
 
 class SearchHit(BaseModel):

@@ -57,6 +57,7 @@ class ShapeStore:
         self._cache: OrderedDict[int, _Shard] = OrderedDict()
         self._max = max(1, cached_shards)
         self._lock = threading.Lock()
+        self._decoding: dict[int, threading.Lock] = {}
 
     def __len__(self) -> int:
         return len(self._where)
@@ -80,24 +81,41 @@ class ShapeStore:
             raise IntegrityError(f"{path}: holds {table.num_rows} rows, manifest says {self._rows[s]}")
         return table
 
-    def _shard(self, s: int) -> _Shard:
+    def _cached(self, s: int) -> _Shard | None:
         with self._lock:
             hit = self._cache.get(s)
             if hit is not None:
                 self._cache.move_to_end(s)
+            return hit
+
+    def _shard(self, s: int) -> _Shard:
+        hit = self._cached(s)
+        if hit is not None:
+            return hit
+        # One decoder per shard: concurrent first requests (a page of thumbnails) wait for it instead
+        # of all decoding the same shard at once.
+        with self._lock:
+            gate = self._decoding.setdefault(s, threading.Lock())
+        with gate:
+            hit = self._cached(s)
+            if hit is not None:
                 return hit
+            shard = self._decode(s)
+            with self._lock:
+                self._cache[s] = shard
+                while len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+                self._decoding.pop(s, None)
+            return shard
+
+    def _decode(self, s: int) -> _Shard:
         table = self._read(s, [*_META_COLUMNS, "points"])
         flat = table["points"].combine_chunks().flatten()
         values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
         if values.size != table.num_rows * self.n_points * 3:
             raise IntegrityError(f"{self._files[s]}: points column does not hold {self.n_points} points per row")
         points = values.reshape(table.num_rows, self.n_points, 3)
-        shard = _Shard({c: table[c].to_pylist() for c in _META_COLUMNS}, points)
-        with self._lock:
-            self._cache[s] = shard
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-        return shard
+        return _Shard({c: table[c].to_pylist() for c in _META_COLUMNS}, points)
 
     def info(self, shape_id: str) -> dict[str, Any] | None:
         """``{"id", "category", "attributes", "captions", "split", "n_points"}``, or None for an unknown id."""

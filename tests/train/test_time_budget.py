@@ -46,7 +46,7 @@ def test_budget_stops_the_run_on_time(data, tmp_path):
 
 
 def test_budget_schedule_follows_the_clock_after_warm_up(data, tmp_path):
-    trainer = Trainer(config(data, tmp_path / "run", time_budget_s=100.0, warmup_steps=4, min_lr_ratio=0.1))
+    trainer = Trainer(config(data, tmp_path / "run", time_budget_s=100.0, warmup_steps=4, min_lr_ratio=0.1, lr=1e-3))
     trainer.step, trainer.train_seconds = 2, 5.0
     assert trainer._lr() == pytest.approx(0.75e-3)  # warm-up: by steps, whatever the clock says
     trainer.step, trainer.train_seconds = 4, 20.0  # warm-up ends at 20 s: the cosine spans the 80 s left
@@ -61,12 +61,12 @@ def test_budget_schedule_follows_the_clock_after_warm_up(data, tmp_path):
 
 
 def test_steps_cap_a_budget_run_and_a_resume_extends_the_budget(data, tmp_path):
-    out = train(config(data, tmp_path / "run", steps=6, time_budget_s=600.0))
+    out = train(config(data, tmp_path / "run", steps=6, time_budget_s=600.0, lr=1e-3))
     assert out["stopped_by"] == "steps" and out["step"] == 6
     lrs = [e["lr"] for e in log(tmp_path / "run")]
     # Time progress is tiny against 600 s, so the step schedule rules (to within the virtual-step grid).
     assert lrs == pytest.approx([lr_at(s, 1e-3, 1, 6, 0.1) for s in range(6)], rel=1e-4)
-    more = train(config(data, tmp_path / "run", steps=8, time_budget_s=900.0, resume=True))
+    more = train(config(data, tmp_path / "run", steps=8, time_budget_s=900.0, lr=1e-3, resume=True))
     assert more["step"] == 8 and more["train_seconds"] > out["train_seconds"]
 
 

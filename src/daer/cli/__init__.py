@@ -13,6 +13,7 @@ import sys
 
 from daer import __version__
 from daer.errors import DaerError
+from daer.utils.threads import ENV, configure_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +26,31 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    _add_threads(sub)
     return parser
+
+
+def _add_threads(sub: argparse._SubParsersAction) -> None:
+    """``--threads N`` on every (nested) subcommand that does not define its own."""
+    for p in sub.choices.values():
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for n in nested:
+                _add_threads(n)
+        elif not any("--threads" in a.option_strings for a in p._actions):
+            p.add_argument(
+                "--threads",
+                type=int,
+                default=None,
+                help=f"torch/FAISS threads (default: ${ENV}, else the cores not busy with other work)",
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``daer`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        configure_threads(getattr(args, "threads", None) or None)
         return int(args.func(args) or 0)
     except DaerError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=1000, help="queries, also the batch size (default 1000)")
     p.add_argument("--target-recall", type=float, default=0.98, help="recall@10 of the operating points (0.98)")
     p.add_argument("--methods", default="exact,ers,ivf,hnsw", help="comma-separated subset of exact,ers,ivf,hnsw")
-    p.add_argument("--threads", type=int, default=0, help="FAISS threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=0, help="FAISS threads (default: daer's thread policy)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--json", action="store_true", help='print {"n","dim","methods":[...]} as JSON')
     p.add_argument("--verbose", action="store_true", help="progress on stderr also with --json")

@@ -19,7 +19,6 @@ Measurements:
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from daer.errors import BadInputError
 from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
 from daer.retrieval.ers import ERSIndex
 from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
+from daer.utils.threads import resolve_threads
 
 METHODS = ("exact", "ers", "ivf", "hnsw")
 
@@ -47,7 +47,7 @@ class BenchConfig:
     k: int = 10
     target_recall: float = 0.98
     seed: int = 0
-    threads: int = 0  # FAISS / BLAS threads; 0 = all cores
+    threads: int = 0  # FAISS / BLAS threads; 0 = daer's thread policy (daer.utils.threads)
     single_queries: int = 200  # queries timed one per call
     exact_single_queries: int = 20  # exact search is slow: fewer single-query calls
     repeats: int = 3
@@ -273,7 +273,7 @@ def _exact(
 
 
 def _threads(cfg: BenchConfig) -> int:
-    return cfg.threads or os.cpu_count() or 1
+    return cfg.threads or resolve_threads()
 
 
 def _settings(name: str, index: Any) -> dict[str, Any]:

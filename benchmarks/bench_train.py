@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads per training process (default 1 in "
                     "parallel, else all cores)")  # fmt: skip
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=False,
-                    help="train the modes at once, one process each (default off: side by side they slow each other)")  # fmt: skip
+                    help="train the modes at once (default off: side by side they slow each other)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
     ap.add_argument("--eval-max", type=int, default=None, help="evaluate a sample of this many test shapes")
     ap.add_argument("--diagnose", action=argparse.BooleanOptionalAction, default=True,

@@ -277,3 +277,14 @@ def test_gltf_buffers_count_towards_the_size_limit(tmp_path):
 def test_n_points_must_be_positive(tmp_path, box):
     with pytest.raises(ValueError):
         load_points(_write(tmp_path / "b.stl", box.export(file_type="stl")), 0)
+
+
+def test_deeply_nested_gltf_json_is_refused_before_parsing(tmp_path):
+    """A glTF whose JSON nests 200,000 levels: a BadFileError naming the depth, not a RecursionError."""
+    from daer.data.mesh_io import MAX_JSON_DEPTH, json_depth
+
+    assert json_depth(b'{"a": "[[[[\\"[[[", "b": [[1]]}') == 3
+    _write(tmp_path / "deep.gltf", b'{"asset": {"version": "2.0"}, "extras": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+    with pytest.raises(BadFileError, match=f"nested 200001 levels deep; at most {MAX_JSON_DEPTH}") as e:
+        load_points(tmp_path / "deep.gltf", 64)
+    assert e.value.code == "too-large"

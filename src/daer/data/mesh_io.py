@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import re
 import stat
 import struct
 import urllib.parse
@@ -34,6 +35,8 @@ SUPPORTED_EXTS: tuple[str, ...] = MESH_EXTS + POINT_EXTS
 DEFAULT_MAX_BYTES = 256 * 2**20
 _POINT_KEYS = ("xyz", "points", "pos", "coords", "data")
 _OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF")
+MAX_JSON_DEPTH = 64  # glTF nests about 6 levels; ``extras`` may add some, a parser's recursion limit is ~1000
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class BadFileError(BadInputError):
@@ -149,6 +152,31 @@ def _check_magic(name: str, ext: str, head: bytes) -> None:
         raise BadFileError("unreadable", f"{name}: binary bytes in a text {ext[1:].upper()} file")
 
 
+def json_depth(raw: bytes, chunk: int = 1 << 20) -> int:
+    """Deepest nesting of arrays and objects in JSON text, found without parsing it (so without recursion).
+
+    Strings are blanked first, so brackets inside them do not count; an unterminated string leaves its
+    brackets counted, which can only overstate the depth of text that is not valid JSON anyway.
+    """
+    bare = _JSON_STRING.sub(b"0", raw)
+    deepest = depth = 0
+    for start in range(0, len(bare), chunk):
+        a = np.frombuffer(bare, dtype=np.uint8, count=min(chunk, len(bare) - start), offset=start)
+        step = (a == 0x5B).astype(np.int64) + (a == 0x7B) - (a == 0x5D) - (a == 0x7D)  # [ { ] }
+        run = np.cumsum(step) + depth
+        deepest, depth = max(deepest, int(run.max())), int(run[-1])
+    return deepest
+
+
+def check_json_depth(name: str, raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (``BadFileError`` "too-large") JSON nested deeper than ``max_depth``, before any parser sees it."""
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise BadFileError(
+            "too-large", f"{name}: its JSON is nested {depth} levels deep; at most {max_depth} levels are read"
+        )
+
+
 def _check_gltf(path: Path, ext: str, max_bytes: int) -> None:
     """Refuse glTF 1.0 and required extensions trimesh cannot decode, with a reason rather than zeros."""
     with open(path, "rb") as f:
@@ -164,6 +192,7 @@ def _check_gltf(path: Path, ext: str, max_bytes: int) -> None:
             raw = f.read(chunk_len)
         else:
             raw = f.read()
+    check_json_depth(path.name, raw)
     doc = json.loads(raw.decode("utf-8-sig"))
     if not isinstance(doc, dict):
         raise BadFileError("unreadable", f"{path.name}: glTF JSON is not an object")

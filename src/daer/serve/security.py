@@ -18,6 +18,8 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from daer.data.mesh_io import MAX_JSON_DEPTH, json_depth
+
 DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers and the labels field around the file
 API_KEY_ENV = "DAER_API_KEY"
@@ -133,9 +135,13 @@ def _glb_local_only(data: bytes) -> str | None:
     chunk_len, chunk_type = struct.unpack("<II", data[12:20])
     if chunk_type != 0x4E4F534A:
         return "GLB does not start with a JSON chunk"
+    raw = data[20 : 20 + chunk_len]
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:  # json.loads would recurse once per level and fail on the recursion limit
+        return f"GLB JSON chunk is nested {depth} levels deep; at most {MAX_JSON_DEPTH} levels are read"
     try:
-        doc = json.loads(data[20 : 20 + chunk_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "GLB JSON chunk is not valid JSON"
     if not isinstance(doc, dict):
         return "GLB JSON chunk is not an object"

@@ -262,7 +262,7 @@ def test_api_key(backend: LibraryBackend, monkeypatch: pytest.MonkeyPatch) -> No
     assert "wrong" in refused(c.post("/api/classify", files=files, headers={"X-API-Key": "nope"}), 401)
     assert c.post("/api/classify", files=files, headers={"X-API-Key": "s3cret"}).status_code == 200
     assert c.post("/api/classify", files=files, headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert c.get("/api/search", params={"q": "a chair"}).status_code == 200  # GET stays open
+    assert "API key" in refused(c.get("/api/search", params={"q": "a chair"}), 401)  # GETs need it too (issue 17)
 
 
 def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:

@@ -45,13 +45,15 @@ from daer.serve.schemas import (
 )
 from daer.serve.security import (
     API_KEY_ENV,
+    API_KEY_HEADER,
     DEFAULT_MAX_UPLOAD,
     MULTIPART_SLACK,
+    ApiKeyMiddleware,
     BodyLimitMiddleware,
     RequestRefused,
-    check_api_key,
     check_shape_id,
     check_upload,
+    is_public_path,
     parse_labels,
 )
 from daer.viz.heatmap import splat_radius, top_points, word_heatmaps
@@ -109,7 +111,8 @@ def create_app(
     Args:
         index_dir: an index folder made by ``daer index build`` (its checkpoint and data set are opened).
         backend: use this backend instead of opening ``index_dir``.
-        api_key: key required on POST endpoints; default: the ``DAER_API_KEY`` environment variable.
+        api_key: key required on every endpoint but ``/healthz`` and the page (``/``, ``/static/``), checked
+            before a request body is read; default: the ``DAER_API_KEY`` environment variable ("" for none).
         max_upload: largest accepted upload in bytes (20 MB by default).
         cache_dir: optional folder for a persistent render cache.
         cache_items: renders kept in memory.
@@ -122,7 +125,7 @@ def create_app(
         from daer.serve.backend import open_backend
 
         backend = open_backend(index_dir, learn=learn)
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV)) or None
     be: SearchBackend = backend
     cache = RenderCache(max_items=cache_items, disk_dir=cache_dir)
     slots = threading.BoundedSemaphore(max(1, classify_slots))
@@ -147,9 +150,12 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.url.path == "/" or request.url.path.startswith("/static/"):
             response.headers.setdefault(
-                "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+                "Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'"
             )
         return response
+
+    app.add_middleware(ApiKeyMiddleware, key=key)  # added last: the outermost layer, before any body is read
+    app.state.api_key_required = key is not None
 
     @app.exception_handler(RequestRefused)
     async def refused(_: Request, e: RequestRefused) -> JSONResponse:
@@ -318,12 +324,10 @@ def create_app(
     # ------------------------------------------------------------------ classify
     @app.post("/api/classify", response_model=ClassifyResponse, responses=_ERRORS, tags=["classify"])
     async def classify(
-        request: Request,
         file: Upload,
         labels: Labels = None,
     ) -> dict[str, Any]:
-        """Zero-shot classify an uploaded mesh or point file (an API key is needed when the server has one)."""
-        check_api_key(key, request.headers)
+        """Zero-shot classify an uploaded mesh or point file."""
         names = parse_labels(labels)
         data = await file.read(max_upload + 1)
         ext = check_upload(file.filename, data, max_upload)
@@ -334,7 +338,30 @@ def create_app(
         finally:
             slots.release()
 
+    if key is not None:
+        _document_key(app)
     return app
+
+
+def _document_key(app: FastAPI) -> None:
+    """Declare the API key in the OpenAPI schema (every operation but /healthz needs it)."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = make()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            }
+            for path, item in schema.get("paths", {}).items():
+                for op in item.values():
+                    if isinstance(op, dict) and not is_public_path(path):
+                        op["security"] = [{"apiKey": []}, {"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _classify(

@@ -24,6 +24,7 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers and the labels field around the file
 API_KEY_ENV = "DAER_API_KEY"
 API_KEY_HEADER = "X-API-Key"
+PUBLIC_PATHS = frozenset({"/", "/healthz"})
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 64
@@ -83,7 +84,9 @@ def check_api_key(expected: str | None, headers: MutableMapping[str, str] | Any)
     if not given and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
     if not given:
-        raise RequestRefused(401, f"this endpoint needs an API key (header {API_KEY_HEADER} or Authorization: Bearer)")
+        raise RequestRefused(
+            401, f"this server needs an API key: send it in the {API_KEY_HEADER} header or as Authorization: Bearer"
+        )
     if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
         raise RequestRefused(401, "wrong API key")
 
@@ -222,6 +225,11 @@ def check_upload(filename: str | None, data: bytes, max_bytes: int) -> str:
     return ext if same and ext else found
 
 
+def is_public_path(path: str) -> bool:
+    """Paths served without a key: liveness, the page and its static files (the page's API calls send the key)."""
+    return path in PUBLIC_PATHS or path.startswith("/static/")
+
+
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
@@ -276,8 +284,37 @@ class BodyLimitMiddleware:
                 await _send_json(send, 413, self.message)
 
 
-async def _send_json(send: Callable, status: int, message: str) -> None:
+class ApiKeyMiddleware:
+    """Refuse (401, JSON) every request but the public paths without the service's key, before its body is read.
+
+    It sits outside every other layer, so an upload without the key is answered from its headers alone;
+    with no key configured it passes everything through.
+    """
+
+    def __init__(self, app: ASGIApp, key: str | None) -> None:
+        self.app = app
+        self.key = key or None
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+        if self.key is None or scope["type"] != "http" or is_public_path(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            check_api_key(self.key, headers)
+        except RequestRefused as e:
+            await _send_json(send, e.status, e.message, [(b"www-authenticate", b"Bearer")])
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Callable, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -15,8 +15,37 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// With a key configured on the server every /api/ call needs it: the page sends the key field's value
+// (kept for this tab only) as X-API-Key, and loads images through fetch so they carry it too.
+function keyHeaders() {
+  const key = $("apikey").value.trim();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function apiFetch(url, options = {}) {
+  return fetch(url, { ...options, headers: { ...(options.headers || {}), ...keyHeaders() } });
+}
+
+function apiImage(url, attrs) {
+  const img = el("img", attrs);
+  apiFetch(url)
+    .then(async (res) => {
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      img.src = URL.createObjectURL(await res.blob());
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+    })
+    .catch(() => { img.alt = `${attrs.alt || "image"} (not loaded)`; });
+  return img;
+}
+
+async function openImage(ev, url) {
+  ev.preventDefault();
+  const res = await apiFetch(url);
+  if (res.ok) window.open(URL.createObjectURL(await res.blob()), "_blank", "noopener");
+}
+
 async function getJSON(url, options) {
-  const res = await fetch(url, options);
+  const res = await apiFetch(url, options);
   let body = null;
   try { body = await res.json(); } catch (_) { /* not JSON */ }
   if (!res.ok) throw new Error((body && body.error) || `HTTP ${res.status}`);
@@ -48,7 +77,7 @@ async function search(q, k) {
 }
 
 function card(r, rank) {
-  const img = el("img", { src: r.render_url, alt: `render of ${r.id}`, loading: "lazy", width: 256, height: 256 });
+  const img = apiImage(r.render_url, { alt: `render of ${r.id}`, width: 256, height: 256 });
   const node = el(
     "button",
     { class: "card", type: "button", dataset: { id: r.id }, title: "show which part each word matched" },
@@ -77,7 +106,9 @@ async function explain(r) {
     $("explain-meta").textContent =
       `${r.category} · score ${body.score.toFixed(3)} · level scores ${levels} · ${r.caption}`;
     for (const w of body.words) $("words").append(wordCard(w));
-    $("explain-meta").append(" · ", el("a", { href: body.image_url, target: "_blank", rel: "noopener" }, "all words as one PNG"));
+    const all = el("a", { href: body.image_url, target: "_blank", rel: "noopener" }, "all words as one PNG");
+    all.addEventListener("click", (ev) => openImage(ev, body.image_url));
+    $("explain-meta").append(" · ", all);
     panel.scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (e) {
     $("explain-meta").textContent = e.message;
@@ -92,7 +123,7 @@ function wordCard(w) {
   return el(
     "figure",
     { class: "word" },
-    el("img", { src: w.image_url, alt: `attention of "${w.word}"`, width: 160, height: 186 }),
+    apiImage(w.image_url, { alt: `attention of "${w.word}"`, width: 160, height: 186 }),
     el("figcaption", {}, el("strong", {}, w.word), ` peak ×${w.peak.toFixed(2)} · weight ${w.weight.toFixed(3)}`),
     pts,
   );
@@ -107,9 +138,8 @@ async function classify(ev) {
   const form = new FormData();
   form.append("file", file);
   if ($("labels").value.trim()) form.append("labels", $("labels").value);
-  const headers = $("apikey").value ? { "X-API-Key": $("apikey").value } : {};
   try {
-    const body = await getJSON("/api/classify", { method: "POST", body: form, headers });
+    const body = await getJSON("/api/classify", { method: "POST", body: form });
     for (const p of body.labels.slice(0, 5)) {
       out.append(el("li", {}, el("strong", {}, p.label), ` p ${p.prob.toFixed(3)} (score ${p.score.toFixed(3)})`));
     }
@@ -125,6 +155,9 @@ $("search-form").addEventListener("submit", (ev) => {
 });
 $("explain-close").addEventListener("click", () => { $("explain").hidden = true; });
 $("classify-form").addEventListener("submit", classify);
+
+$("apikey").value = sessionStorage.getItem("daer-api-key") || "";
+$("apikey").addEventListener("change", () => sessionStorage.setItem("daer-api-key", $("apikey").value.trim()));
 
 const initial = new URLSearchParams(location.search).get("q");
 if (initial) { $("q").value = initial; search(initial, $("k").value); }

@@ -17,9 +17,14 @@ D, L, d = 12, 3, 8
 SIZES = (10, 6, 3)
 
 
-def make_haf(chunk: int = 1 << 20) -> HierarchicalAttentionFusion:
+def make_haf(chunk: int = 1 << 20, readout: str = "cosine") -> HierarchicalAttentionFusion:
     torch.manual_seed(0)
-    return HierarchicalAttentionFusion(D, L, d, [0.5, 1.0, 2.0], [0.2, 0.3, 0.5], 0.4, chunk=chunk).double()
+    haf = HierarchicalAttentionFusion(D, L, d, [0.5, 1.0, 2.0], [0.2, 0.3, 0.5], 0.4, chunk=chunk, readout=readout)
+    if haf.evidence is not None:  # non-zero gates, so the evidence term is exercised
+        for lin in haf.evidence:
+            torch.nn.init.normal_(lin.weight, std=0.5)
+            torch.nn.init.normal_(lin.bias, std=0.5)
+    return haf.double()
 
 
 def make_text(b: int, lengths: list[int], seed: int = 1) -> TextFeatures:
@@ -46,19 +51,26 @@ def reference_pair(haf: HierarchicalAttentionFusion, text: TextFeatures, i: int,
     out = []
     for lvl in range(L):
         k = haf.key[lvl].weight @ shapes.levels[lvl][j].T  # (d, N)
+        v = haf.value[lvl].weight @ shapes.levels[lvl][j].T  # (d, N): the keys again in the plain readout
         s = 0.0
         for t in range(n_tok):
             q = haf.query[lvl].weight @ text.tokens[i, t]  # (d,)
-            a = torch.softmax((q @ k) / (math.sqrt(d) * float(tau[lvl])), 0)  # over points
-            att = k @ a  # attended feature (d,)
-            s = s + w[t] * torch.dot(q, att) / (q.norm() * att.norm())
+            u = haf.expect[lvl].weight @ text.tokens[i, t]  # (d,): the query again in the plain readout
+            logits = (q @ k) / (math.sqrt(d) * float(tau[lvl]))  # (N,)
+            att = v @ torch.softmax(logits, 0)  # attended value (d,)
+            score = torch.dot(u, att) / (u.norm() * att.norm())
+            if haf.evidence is not None:
+                gate = haf.evidence[lvl](text.tokens[i, t]).squeeze()
+                score = score + gate * torch.sigmoid(logits).mean()
+            s = s + w[t] * score
         out.append(s)
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("readout", ["cosine", "value"])
 @pytest.mark.parametrize("chunk", [1 << 20, 7, 100, 450])  # one block; 1x1; 2 texts x 1; 4 texts x 2 shapes
-def test_pairwise_matches_loop_reference(chunk: int) -> None:
-    haf = make_haf(chunk)
+def test_pairwise_matches_loop_reference(chunk: int, readout: str) -> None:
+    haf = make_haf(chunk, readout)
     text, shapes = make_text(4, [3, 5, 1, 4]), make_shapes(3)
     with torch.no_grad():
         got = haf.level_scores(text, shapes)
@@ -68,8 +80,9 @@ def test_pairwise_matches_loop_reference(chunk: int) -> None:
                 torch.testing.assert_close(got[i, j], reference_pair(haf, text, i, shapes, j, haf.tau))
 
 
-def test_paired_and_attention_agree_with_pairwise() -> None:
-    haf = make_haf()
+@pytest.mark.parametrize("readout", ["cosine", "value"])
+def test_paired_and_attention_agree_with_pairwise(readout: str) -> None:
+    haf = make_haf(readout=readout)
     text, shapes = make_text(3, [2, 4, 3]), make_shapes(3)
     with torch.no_grad():
         full = haf.level_scores(text, shapes)
@@ -148,8 +161,9 @@ def test_fuse_and_policy() -> None:
     assert not any(n in {"tau", "level_weight", "mix"} for n, _ in haf.named_parameters())
 
 
-def test_gradients_reach_projections_and_features() -> None:
-    haf = make_haf(chunk=7)
+@pytest.mark.parametrize("readout", ["cosine", "value"])
+def test_gradients_reach_projections_and_features(readout: str) -> None:
+    haf = make_haf(chunk=7, readout=readout)
     text, shapes = make_text(3, [2, 3, 1]), make_shapes(2)
     text.tokens.requires_grad_(True)
     shapes.levels[0].requires_grad_(True)
@@ -157,3 +171,38 @@ def test_gradients_reach_projections_and_features() -> None:
     assert text.tokens.grad is not None and shapes.levels[0].grad is not None
     for name, p in haf.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_value_readout_can_count_and_register_absence() -> None:
+    """What the plain readout cannot express: a score that grows with how many tokens match, and
+    a word whose score a matching part lowers. One "legs" token over shapes with 1, 3 and 6 leg tokens."""
+    haf = make_haf(readout="value")
+    with torch.no_grad():
+        for mods in (haf.query, haf.key, haf.value, haf.expect):
+            for lin in mods:
+                lin.weight.copy_(torch.eye(d, D, dtype=torch.float64))
+        leg = torch.zeros(D, dtype=torch.float64)
+        leg[0] = 4.0
+        other = torch.zeros(D, dtype=torch.float64)
+        other[1] = 4.0
+
+        def shape(n_legs: int) -> PointFeatures:
+            lv = [torch.stack([leg] * n_legs + [other] * (n - n_legs))[None] for n in (10, 10, 10)]
+            return PointFeatures(lv, [torch.zeros(1, 10, 3, dtype=torch.float64)] * 3, torch.ones(1, D) / D**0.5)
+
+        shapes = PointFeatures.cat([shape(1), shape(3), shape(6)])
+        word = TextFeatures(leg[None, None], torch.ones(1, 1, dtype=torch.bool), torch.ones(1, D) / D**0.5, [["legs"]])
+        plain = make_haf(readout="cosine")
+        for lin in [*plain.query, *plain.key]:
+            lin.weight.copy_(torch.eye(d, D, dtype=torch.float64))
+        flat = plain.level_scores(word, shapes)[0, :, 0]  # the best-match detector: about the same for all
+        for lin in haf.evidence:
+            lin.weight.zero_()
+            lin.bias.fill_(1.0)  # "more evidence is better"
+        more = haf.level_scores(word, shapes)[0, :, 0]
+        for lin in haf.evidence:
+            lin.bias.fill_(-1.0)  # a negated word: "no legs"
+        fewer = haf.level_scores(word, shapes)[0, :, 0]
+    assert float(flat.max() - flat.min()) < 0.05
+    assert more[0] < more[1] < more[2] and float(more[2] - more[0]) > 0.1
+    assert fewer[0] > fewer[1] > fewer[2]

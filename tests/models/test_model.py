@@ -12,7 +12,7 @@ import torch
 
 import daer
 from daer.errors import BadInputError, DaerError, IntegrityError
-from daer.models.model import DaerModel, Explanation, create_model, load_model
+from daer.models.model import CHECKPOINT_FORMAT, DaerModel, Explanation, create_model, load_model
 from daer.models.text_cache import TextFeatureCache
 from daer.utils.hashing import sha256_file
 
@@ -111,7 +111,7 @@ def test_save_load_round_trip_is_bit_exact(tiny: DaerModel, tmp_path: Path) -> N
         want = tiny.score(tiny.encode_text(CAPTIONS), tiny.encode_points(x))
     tiny.save(tmp_path / "run")
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert doc["format_version"] == 1 and doc["config"]["name"] == "tiny"
+    assert doc["format_version"] == CHECKPOINT_FORMAT and doc["config"]["name"] == "tiny"
     for loaded in (load_model(tmp_path / "run"), daer.load(tmp_path / "run" / "model.safetensors")):
         assert not loaded.training
         assert loaded.haf.get_policy() == tiny.haf.get_policy()

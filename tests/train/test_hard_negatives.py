@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from daer.data.build import build_synth
 from daer.data.synth.captions import render_caption
@@ -55,9 +54,13 @@ def test_pick_is_seeded_and_foreign_shapes_have_none(records):
     swaps = SwapNegatives([r.id, "my-own-mesh"], [r.captions, ["a chair with three legs"]])
     first = r.captions[0]
     assert swaps.pick(0, first, np.random.default_rng(5)) == swaps.pick(0, first, np.random.default_rng(5))
-    assert swaps.pick(0, first, np.random.default_rng(5)) in swaps.options[0][first]
-    assert swaps.pick(1, "a chair with three legs", np.random.default_rng(0)) is None
-    assert swaps.pick(0, "a caption it never had", np.random.default_rng(0)) is None
+    assert set(swaps.pick(0, first, np.random.default_rng(5))) <= set(swaps.options[0][first])
+    many = swaps.pick(0, first, np.random.default_rng(5), k=100)
+    assert sorted(many) == sorted(swaps.options[0][first])  # k beyond the options: all of them, once each
+    two = swaps.pick(0, first, np.random.default_rng(1), k=2)
+    assert len(two) == min(2, len(many)) and len(set(two)) == len(two)
+    assert swaps.pick(1, "a chair with three legs", np.random.default_rng(0)) == []
+    assert swaps.pick(0, "a caption it never had", np.random.default_rng(0)) == []
 
 
 @pytest.mark.parametrize("mode", ["global", "haf"])
@@ -68,22 +71,27 @@ def test_swap_loss_against_a_direct_computation(mode):
     pts = pts / pts.norm(dim=-1).amax(1)[:, None, None]
     shapes = model.encode_points(pts)
     text = model.encode_text(["a tall lamp", "a short lamp", "a mug", "a mug with a handle"])
-    negatives = model.encode_text(["a short lamp", "a mug without a handle"])
+    negatives = model.encode_text(["a short lamp", "a mug without a handle", "a short lamp with a cone shade"])
+    owner = torch.tensor([0, 1, 0])  # row 0 has two negatives, row 3 one: a 3-way and a 2-way choice
     rows = torch.tensor([0, 3])
-    scale = torch.tensor(10.0)
-    got = swap_loss(model, text, negatives, shapes, rows, scale, "levels", 0.5)
+    scale, fine_scale = torch.tensor(10.0, requires_grad=True), torch.tensor(7.0)
+    got = swap_loss(model, text, negatives, owner, shapes, rows, scale, "levels", 0.5, fine_scale)
     want = 0.0
     for h, r in enumerate(rows.tolist()):
         s = shapes.global_[r]
-        want = want + F.softplus(scale * (s @ negatives.global_[h] - s @ text.global_[r])) / 2
+        negs = [m for m, o in enumerate(owner.tolist()) if o == h]
+        g = torch.stack([s @ text.global_[r]] + [s @ negatives.global_[m] for m in negs])
+        want = want - torch.log_softmax(scale * g, 0)[0] / 2
         if mode == "haf":
             one = shapes.select(slice(r, r + 1))
-            lp = model.haf.paired_level_scores(text.select([r]), one)[0]
-            ln = model.haf.paired_level_scores(negatives.select([h]), one)[0]
-            want = want + 0.5 * F.softplus(scale * (ln - lp)).mean() / 2
+            lp = model.haf.paired_level_scores(text.select([r]), one)[0]  # (L,)
+            ln = [model.haf.paired_level_scores(negatives.select([m]), one)[0] for m in negs]
+            f = torch.stack([lp, *ln])  # (1 + K, L)
+            want = want - 0.5 * torch.log_softmax(fine_scale * f, 0)[0].mean() / 2
     assert got.item() == pytest.approx(float(want.detach()), rel=1e-5)
     got.backward()
     assert model.points.global_proj.weight.grad is not None
+    assert scale.grad is not None and torch.isfinite(scale.grad)  # padding never leaks a NaN into the scale
 
 
 def test_trainer_adds_the_term_on_synth_data(tmp_path):

@@ -21,6 +21,7 @@ import struct
 import urllib.parse
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,31 @@ DEFAULT_MAX_BYTES = 256 * 2**20
 _POINT_KEYS = ("xyz", "points", "pos", "coords", "data")
 _OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF")
 MAX_JSON_DEPTH = 64  # glTF nests about 6 levels; ``extras`` may add some, a parser's recursion limit is ~1000
+_BLANKS = bytes.maketrans(b"\t\r\f\v", b"    ")
+_INDENT = re.compile(rb"\n +")
+_NOT_FACE_LINE = re.compile(rb"\n(?!f)[^\n]*")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+@dataclass(frozen=True)
+class MeshLimits:
+    """What a mesh file may declare, checked by a cheap pre-scan of its bytes before any parser runs.
+
+    A few bytes of OBJ text (``f 1 2 3``) cost a parser hundreds of bytes each, so the byte limit alone
+    does not bound memory; these do.
+
+    Attributes:
+        max_vertices: vertex records (OBJ ``v`` lines, OFF and PLY vertex counts).
+        max_triangles: triangles after polygons are split into fans (OBJ), or faces (OFF, PLY).
+        max_face_corners: corners of one polygon.
+    """
+
+    max_vertices: int = 50_000_000
+    max_triangles: int = 50_000_000
+    max_face_corners: int = 65_536
+
+
+DEFAULT_LIMITS = MeshLimits()
 
 
 class BadFileError(BadInputError):
@@ -57,6 +82,7 @@ def load_points(
     n_points: int = 2048,
     rng: np.random.Generator | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: MeshLimits = DEFAULT_LIMITS,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a mesh or point file and return ``n_points`` points on the unit sphere.
 
@@ -65,6 +91,7 @@ def load_points(
         n_points: points to return (>= 1).
         rng: sampling randomness; a fixed default seed when None.
         max_bytes: files larger than this are refused before reading.
+        limits: vertex, triangle and polygon-size limits a mesh is held to before it is parsed.
 
     Returns:
         points (n_points, 3) float32 centred and scaled so the farthest point has norm 1, and unit
@@ -82,7 +109,7 @@ def load_points(
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # hostile files make trimesh and NumPy warn; the reason is raised instead
             if ext in MESH_EXTS:
-                points, normals = _load_mesh_points(path, ext, n_points, rng, max_bytes)
+                points, normals = _load_mesh_points(path, ext, n_points, rng, max_bytes, limits)
             else:
                 points, normals = normalize_cloud(_read_point_file(path, ext, max_bytes), n_points, rng), None
         # the contract, checked last so that no reader quirk can leak a malformed cloud
@@ -177,6 +204,90 @@ def check_json_depth(name: str, raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> 
         )
 
 
+def obj_counts(raw: bytes, chunk: int = 1 << 21) -> tuple[int, int, int, int]:
+    """``(vertices, faces, triangles, most corners of one face)`` of OBJ text, counted without parsing it.
+
+    Counts what trimesh's reader would see (backslash continuations joined, indented lines included so
+    as to err on the high side): ``v`` lines, ``f`` lines, the triangles of their fans (a face of
+    ``c`` corners gives ``c - 2``) and the largest ``c``. Runs in C and NumPy, in bounded memory.
+    """
+    text = b"\n" + raw.replace(b"\r\n", b"\n").replace(b"\\\n", b"").translate(_BLANKS) + b"\n"
+    text = _INDENT.sub(b"\n", text)
+    vertices = text.count(b"\nv ")
+    faces_text = _NOT_FACE_LINE.sub(b"", text)[1:] + b"\n"  # "f ...\nf ...\n": only the face lines are left
+    del text
+    if faces_text == b"\n":
+        return vertices, 0, 0, 0
+    n_faces = triangles = most = carry = 0  # carry: corners of a line that goes on in the next chunk
+    after_space = False
+    for start in range(0, len(faces_text), chunk):  # fixed-size chunks: one huge line costs no more memory
+        a = np.frombuffer(faces_text, dtype=np.uint8, count=min(chunk, len(faces_text) - start), offset=start)
+        space = a == 32
+        prev = np.concatenate(([after_space], space[:-1]))
+        counted = np.cumsum(prev & ~space & (a != 10), dtype=np.int64)  # tokens after a space: not the "f"
+        ends = np.flatnonzero(a == 10)
+        if len(ends):
+            at = counted[ends]
+            corners = np.diff(at, prepend=0)
+            corners[0] += carry
+            n_faces += len(corners)
+            triangles += int(np.maximum(corners - 2, 0).sum())
+            most = max(most, int(corners.max()))
+            carry = int(counted[-1] - at[-1])
+        else:
+            carry += int(counted[-1])
+        after_space = bool(space[-1])
+    return vertices, n_faces, triangles, most
+
+
+def _header_counts(path: Path, ext: str) -> tuple[int, int] | None:
+    """Declared ``(vertices, faces)`` of an OFF or PLY header, or None when it cannot be read from the header."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if ext == ".ply":
+        end = head.find(b"end_header")
+        counts = dict(re.findall(rb"(?m)^element[ \t]+(\w+)[ \t]+(\d+)", head[: end if end >= 0 else None]))
+        return int(counts.get(b"vertex", 0)), int(counts.get(b"face", 0))
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        head = head.decode("utf-16", errors="replace").encode("utf-8")
+    lines = [ln.split(b"#", 1)[0].split() for ln in head.lstrip(b"\xef\xbb\xbf").splitlines()]
+    tokens = [t for ln in lines for t in ln][:8]
+    if tokens and tokens[0].upper().endswith(b"OFF"):
+        tokens = tokens[1:] if tokens[0].upper() in _OFF_HEADERS else tokens
+        with contextlib.suppress(ValueError, IndexError):
+            return int(tokens[0]), int(tokens[1])
+    return None
+
+
+def check_mesh_limits(path: str | os.PathLike[str], ext: str, limits: MeshLimits = DEFAULT_LIMITS) -> None:
+    """Refuse (``BadFileError`` "too-large") a mesh file whose counts exceed ``limits``, before parsing it.
+
+    OBJ text is counted; OFF and PLY are held to the counts their headers declare (their parsers read
+    that many records or fail); STL and GLB are bounded by their byte size.
+    """
+    path = Path(path)
+    if ext == ".obj":
+        raw = path.read_bytes()
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raw = raw.decode("utf-16", errors="replace").encode("utf-8")
+        vertices, _, triangles, most = obj_counts(raw)
+    elif ext in (".off", ".ply"):
+        counts = _header_counts(path, ext)
+        if counts is None:
+            return
+        (vertices, triangles), most = counts, 0
+    else:
+        return
+    checks = (
+        (most, limits.max_face_corners, "corners in one face"),
+        (vertices, limits.max_vertices, "vertices"),
+        (triangles, limits.max_triangles, "triangles" if ext == ".obj" else "faces"),
+    )
+    for count, limit, what in checks:
+        if count > limit:
+            raise BadFileError("too-large", f"{path.name}: {count:,} {what}, over the limit of {limit:,}")
+
+
 def _check_gltf(path: Path, ext: str, max_bytes: int) -> None:
     """Refuse glTF 1.0 and required extensions trimesh cannot decode, with a reason rather than zeros."""
     with open(path, "rb") as f:
@@ -252,8 +363,9 @@ def _text_source(path: Path) -> str | io.BytesIO:
 
 
 def _load_mesh_points(
-    path: Path, ext: str, n: int, rng: np.random.Generator, max_bytes: int
+    path: Path, ext: str, n: int, rng: np.random.Generator, max_bytes: int, limits: MeshLimits = DEFAULT_LIMITS
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    check_mesh_limits(path, ext, limits)
     if ext in (".gltf", ".glb"):
         _check_gltf(path, ext, max_bytes)
     if ext == ".stl":

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,10 +29,29 @@ class TaskFailed:
     reason: str
 
 
-def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple) -> None:
+def _limit_memory(extra_bytes: int) -> None:
+    """Cap this process's address space at its present size plus ``extra_bytes`` (Linux; a no-op elsewhere).
+
+    The cap is relative so that whatever the process inherited or imported is not counted against the task.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = size + extra_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple, memory_limit: int | None = None) -> None:
     """Worker loop: run ``fn(*fn_args, *task)`` for each task received; bad input comes back as TaskFailed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills its workers
     logging.disable(logging.CRITICAL)  # trimesh's complaints about hostile files; the reason is sent back
+    if memory_limit is not None:
+        _limit_memory(memory_limit)
     while True:
         try:
             msg = conn.recv()
@@ -45,6 +66,8 @@ def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple) -> No
             out = (idx, TaskFailed(e.code, str(e)))
         except BadInputError as e:
             out = (idx, TaskFailed("bad-input", str(e)))
+        except MemoryError:
+            out = (idx, TaskFailed("too-large", f"needs more than the {(memory_limit or 0) >> 20} MiB of memory allowed"))
         except Exception as e:
             out = (idx, TaskFailed("loader-error", f"{type(e).__name__}: {e}"))
         try:
@@ -55,7 +78,7 @@ def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple) -> No
             conn.send((idx, TaskFailed("loader-error", f"result cannot be sent back: {e}")))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     proc: Any
     conn: Connection
@@ -75,6 +98,8 @@ class TimedPool:
         workers: processes.
         timeout: seconds per task (None: no limit).
         start_method: multiprocessing start method (default "fork" where available: no re-imports).
+        memory_limit: bytes of address space each worker may add to what it starts with (Linux
+            RLIMIT_AS); a task over it fails with "too-large" (a MemoryError) or "crashed".
     """
 
     def __init__(
@@ -84,6 +109,7 @@ class TimedPool:
         workers: int = 1,
         timeout: float | None = 30.0,
         start_method: str | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         if workers < 1:
             raise BadInputError(f"workers must be >= 1, got {workers}")
@@ -92,13 +118,17 @@ class TimedPool:
         methods = mp.get_all_start_methods()
         self._ctx = mp.get_context(start_method or ("fork" if "fork" in methods else "spawn"))
         self._fn, self._fn_args = fn, fn_args
-        self.workers, self.timeout = workers, timeout
+        self.workers, self.timeout, self.memory_limit = workers, timeout, memory_limit
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
+        self._lock = threading.Lock()  # guards _idle and _running for run() from several threads
+        self._running: set[_Worker] = set()
 
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child, self._fn, self._fn_args), daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child, self._fn, self._fn_args, self.memory_limit), daemon=True
+        )
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -166,6 +196,44 @@ class TimedPool:
         finally:
             bar.close()
 
+    def run(self, *task: Any) -> Any | TaskFailed:
+        """Run one task and return its result or TaskFailed; safe to call from several threads at once.
+
+        Each call takes an idle worker (or starts one), so at most as many run at once as there are
+        callers: bound those (e.g. with a semaphore). A worker that overruns ``timeout`` or dies is
+        killed and not reused.
+        """
+        with self._lock:
+            w = self._idle.pop() if self._idle else None
+        if w is None:
+            w = self._start()
+        try:
+            w.conn.send((0, task))
+        except (BrokenPipeError, OSError):  # an idle worker died: replace it once
+            self._kill(w)
+            w = self._start()
+            w.conn.send((0, task))
+        with self._lock:
+            self._running.add(w)
+        try:
+            ready = w.conn.poll(self.timeout)
+            if not ready:
+                self._kill(w)
+                return TaskFailed("timeout", f"took longer than {self.timeout:g} s (stopped)")
+            try:
+                _, result = w.conn.recv()
+            except (EOFError, OSError):
+                w.proc.join(5)
+                code = w.proc.exitcode
+                self._kill(w)
+                return TaskFailed("crashed", f"worker process died (exit code {code})")
+        finally:
+            with self._lock:
+                self._running.discard(w)
+        with self._lock:
+            self._idle.append(w)
+        return result
+
     def close(self) -> None:
         """Stop idle workers politely and kill busy ones."""
         for w in self._idle:
@@ -173,9 +241,11 @@ class TimedPool:
                 w.conn.send(None)
             w.proc.join(1)
             self._kill(w)
-        for w in self._busy.values():
+        with self._lock:
+            busy = [*self._busy.values(), *self._running]
+            self._idle, self._busy, self._running = [], {}, set()
+        for w in busy:
             self._kill(w)
-        self._idle, self._busy = [], {}
 
     def __enter__(self) -> TimedPool:
         return self

@@ -44,12 +44,14 @@ class ModelConfig:
     heads: int = 4  # attention heads of that transformer
     mlp_ratio: float = 2.0  # transformer MLP hidden width / point_width
     dropout: float = 0.0  # dropout in the point transformer
+    point_context: bool = True  # HAF reads part tokens after the transformer, patches with their part's context
 
     # --- text encoder ---
     text_encoder: str = MINILM_NAME  # "all-MiniLM-L6-v2" (packaged, offline), "tiny" (from scratch) or a HF folder
     text_encoder_sha256: str | None = None  # expected model.safetensors hash; None = MiniLM's or learnt on creation
     text_max_tokens: int = 32  # captions are truncated to this many word pieces (incl. [CLS]/[SEP])
     text_finetune_layers: int = 0  # train the last N layers of a HF encoder (0 = frozen, features cached)
+    text_content_words: bool = True  # HAF scores content words only (no articles, fillers, punctuation, ##pieces)
     tiny_vocab: int = 4096  # tiny text encoder: hashed word vocabulary size
     tiny_width: int = 128  # tiny text encoder: transformer width
     tiny_depth: int = 2  # tiny text encoder: transformer blocks
@@ -57,6 +59,7 @@ class ModelConfig:
 
     # --- Hierarchical Attention Fusion ---
     haf_dim: int = 64  # width of the per-level query/key space of the token-to-point attention
+    haf_readout: str = "value"  # "value": value projection + expectation + word-gated evidence; "cosine": plain
     init_tau: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # initial attention temperature per level
     init_level_weight: list[float] = field(
         default_factory=lambda: [1 / 3, 1 / 3, 1 / 3]
@@ -89,6 +92,8 @@ class ModelConfig:
 
         if self.mode not in ("haf", "global"):
             raise bad(f"mode must be 'haf' or 'global', got {self.mode!r}")
+        if self.haf_readout not in ("value", "cosine"):
+            raise bad(f"haf_readout must be 'value' or 'cosine', got {self.haf_readout!r}")
         if len(self.level_sizes) != 3 or len(self.level_k) != 3:
             raise bad("level_sizes and level_k need exactly 3 entries (patches, parts, objects)")
         prev = self.n_points

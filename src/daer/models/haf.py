@@ -1,9 +1,17 @@
 """Hierarchical Attention Fusion: every text token attends over the point tokens of every level.
 
-For level l: A_l = softmax_points((T W_q,l)(P_l W_k,l)ᵀ / (√d · τ_l)). Each token's attended feature
-is a_i = Σ_j A_ij k_j in the same query/key space, and the level score is the token-importance-weighted
-mean cosine between q_i and a_i (padding tokens weigh zero). τ_l moves the score between the cosine
-with the best-matching point token (τ → 0) and with the mean point token (τ → ∞).
+For level l: A_l = softmax_points((T W_q,l)(P_l W_k,l)ᵀ / (√d · τ_l)). Two readouts:
+
+- ``cosine`` (the plain form): keys double as values, a_i = Σ_j A_ij k_j, and the token's score is
+  cos(q_i, a_i). A best-match detector: it cannot count, nor let a present part lower "no armrests".
+- ``value`` (default): a_i = Σ_j A_ij v_j with a value projection of the point tokens, compared with
+  the token's own *expectation* u_i = W_u t_i, plus an evidence term g_i · e_i where
+  e_i = mean_j σ(logit_ij), a soft share of the level's tokens that match (linear in how many legs
+  there are, where a softmax is not), and the word sets its sign and size g_i = w_g · t_i + b_g (so
+  "no armrests" can be lowered by armrest points). Point tokens
+  that have seen their context (see the point encoder) carry counts into v.
+
+The level score is the token-importance-weighted sum of token scores (padding weighs zero).
 fine = Σ_l w_l·S_l and final = (1 − mix)·global_cos + mix·fine. τ, w and mix form the attention
 *policy*: buffers saved with the model, set by DAP calibration, never trained by gradient.
 """
@@ -37,6 +45,7 @@ class HierarchicalAttentionFusion(nn.Module):
         attn_dim: d, width of the per-level query/key space.
         tau, level_weight, mix: the initial policy.
         chunk: max elements of one (texts × tokens × shapes × points) block in :meth:`level_scores`.
+        readout: ``"value"`` (value projection, expectation and evidence) or ``"cosine"`` (the plain form).
     """
 
     def __init__(
@@ -48,13 +57,29 @@ class HierarchicalAttentionFusion(nn.Module):
         level_weight: Sequence[float],
         mix: float,
         chunk: int = 1 << 20,
+        readout: str = "value",
     ) -> None:
         super().__init__()
+        if readout not in ("value", "cosine"):
+            raise BadInputError(f"HAF readout must be 'value' or 'cosine', got {readout!r}")
         self.n_levels = n_levels
         self.attn_dim = attn_dim
         self.chunk = chunk
-        self.query = nn.ModuleList(nn.Linear(embed_dim, attn_dim, bias=False) for _ in range(n_levels))
-        self.key = nn.ModuleList(nn.Linear(embed_dim, attn_dim, bias=False) for _ in range(n_levels))
+        self.readout = readout
+
+        def projections() -> nn.ModuleList:
+            return nn.ModuleList(nn.Linear(embed_dim, attn_dim, bias=False) for _ in range(n_levels))
+
+        self.query = projections()
+        self.key = projections()
+        # The plain readout reads the keys back with the queries; the value readout has its own maps.
+        self.value = projections() if readout == "value" else self.key
+        self.expect = projections() if readout == "value" else self.query
+        self.evidence = nn.ModuleList(nn.Linear(embed_dim, 1) for _ in range(n_levels)) if readout == "value" else None
+        if self.evidence is not None:
+            for lin in self.evidence:  # starts as the pure readout; each word learns its evidence sign and size
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.importance = nn.Linear(embed_dim, 1)
         self.register_buffer("tau", torch.ones(n_levels))
         self.register_buffer("level_weight", torch.ones(n_levels) / n_levels)
@@ -133,8 +158,8 @@ class HierarchicalAttentionFusion(nn.Module):
         ends = torch.cumsum(lengths, 0).tolist()  # token offset after each text
         per_level = []
         for lvl in range(self.n_levels):
-            q = self.query[lvl](tokens)  # (R, d)
-            k = self.key[lvl](shapes.levels[lvl])  # (Bs, N, d)
+            q, u, gate = self._text_side(lvl, tokens)  # (R, d), (R, d), (R,) or None
+            k, v = self._point_side(lvl, shapes.levels[lvl])  # (Bs, N, d) each
             n = k.shape[1]
             scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
             rows = []
@@ -145,15 +170,16 @@ class HierarchicalAttentionFusion(nn.Module):
                 while j < bt and (ends[j] - first) * n <= self.chunk:
                     j += 1
                 last = ends[j - 1]
-                qi, wi, oi = q[first:last], w_real[first:last], owner[first:last] - i  # (r, d), (r,), (r,)
-                qf = qi * scale  # scaled here: smaller than the logits
+                ui, wi, oi = u[first:last], w_real[first:last], owner[first:last] - i  # (r, d), (r,), (r,)
+                qf = q[first:last] * scale  # scaled here: smaller than the logits
+                gi = gate[first:last] if gate is not None else None
                 s_step = max(1, self.chunk // max(1, (last - first) * n))
                 cols = []
                 for c in range(0, bs, s_step):
-                    kc = k[c : c + s_step]  # (bs', N, d)
+                    kc, vc = k[c : c + s_step], v[c : c + s_step]  # (bs', N, d)
                     logits = torch.bmm(qf.expand(kc.shape[0], -1, -1), kc.transpose(1, 2))  # (bs', r, N)
-                    att = torch.bmm(logits.softmax(-1), kc)  # (bs', r, d)
-                    cos = _cosine(qi[None], att) * wi  # (bs', r)
+                    att = torch.bmm(logits.softmax(-1), vc)  # (bs', r, d)
+                    cos = self._token_scores(ui[None], att, logits, gi) * wi  # (bs', r)
                     summed = cos.new_zeros(kc.shape[0], j - i).index_add(1, oi, cos)  # (bs', texts of the block)
                     cols.append(summed.T)  # (texts, bs')
                 rows.append(torch.cat(cols, dim=1))
@@ -166,10 +192,14 @@ class HierarchicalAttentionFusion(nn.Module):
         if len(text) != len(shapes):
             raise BadInputError(f"paired scores need as many texts as shapes ({len(text)} vs {len(shapes)})")
         w = self.token_weights(text)  # (B, T)
+        taus = self._tau(tau)
         out = []
-        for q, k, attn in self._paired(text, shapes, tau):
-            att = torch.bmm(attn, k)  # (B, T, d)
-            out.append((_cosine(q, att) * w).sum(-1))  # (B,)
+        for lvl in range(self.n_levels):
+            q, u, gate = self._text_side(lvl, text.tokens)  # (B, T, d), (B, T, d), (B, T) or None
+            k, v = self._point_side(lvl, shapes.levels[lvl])  # (B, N, d)
+            logits = torch.bmm(q, k.transpose(1, 2)) / (math.sqrt(self.attn_dim) * taus[lvl])  # (B, T, N)
+            att = torch.bmm(logits.softmax(-1), v)  # (B, T, d)
+            out.append((self._token_scores(u, att, logits, gate) * w).sum(-1))  # (B,)
         return torch.stack(out, dim=-1)  # (B, L)
 
     def attention(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> list[Tensor]:
@@ -187,6 +217,26 @@ class HierarchicalAttentionFusion(nn.Module):
             scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
             out.append((q, k, torch.bmm(q * scale, k.transpose(1, 2)).softmax(-1)))  # attn (B, T, N)
         return out
+
+    def _text_side(self, lvl: int, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Queries, expectations and evidence gates of text tokens (..., D) at one level."""
+        q = self.query[lvl](tokens)
+        u = q if self.expect is self.query else self.expect[lvl](tokens)
+        gate = self.evidence[lvl](tokens).squeeze(-1) if self.evidence is not None else None
+        return q, u, gate
+
+    def _point_side(self, lvl: int, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of point tokens (..., D) at one level."""
+        k = self.key[lvl](tokens)
+        return k, (k if self.value is self.key else self.value[lvl](tokens))
+
+    @staticmethod
+    def _token_scores(u: Tensor, att: Tensor, logits: Tensor, gate: Tensor | None) -> Tensor:
+        """cos(u, attended value) plus, with gates, g · mean_j σ(logit_j); (..., T)."""
+        score = _cosine(u, att)
+        if gate is None:
+            return score
+        return score + gate * torch.sigmoid(logits).mean(-1)  # evidence: the soft share of matching tokens
 
     def fine(self, level_scores: Tensor) -> Tensor:
         """Σ_l w_l·S_l over the last dim of (..., L) level scores."""

@@ -26,7 +26,7 @@ from daer.models.text_encoder import TextFeatures, build_text_encoder, resolve_t
 from daer.utils.atomic import atomic_path, write_json
 from daer.utils.hashing import sha256_file
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: HAF value readout, point context, content words (format 1: retrain)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -81,12 +81,17 @@ class DaerModel(nn.Module):
                 config.init_level_weight,
                 config.init_mix,
                 chunk=config.haf_chunk,
+                readout=config.haf_readout,
             )
             if config.mode == "haf"
             else None
         )
         # Stored as a log, as in CLIP; logit_scale_value() gives the clamped multiplier.
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        # The fine score has its own range (a weighted sum of cosines and evidence): its own temperature.
+        self.fine_logit_scale = (
+            nn.Parameter(torch.tensor(math.log(config.logit_scale_init))) if self.haf is not None else None
+        )
 
     @property
     def device(self) -> torch.device:
@@ -112,6 +117,12 @@ class DaerModel(nn.Module):
     def logit_scale_value(self) -> Tensor:
         """The contrastive temperature multiplier, exp(logit_scale) clamped at ``logit_scale_max``."""
         return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)
+
+    def fine_logit_scale_value(self) -> Tensor | None:
+        """The fine term's multiplier (clamped like :meth:`logit_scale_value`); None in mode global."""
+        if self.fine_logit_scale is None:
+            return None
+        return self.fine_logit_scale.exp().clamp(max=self.config.logit_scale_max)
 
     def global_scores(self, text: TextFeatures, shapes: PointFeatures) -> Tensor:
         """Global cosine of every text with every shape, (Bt, Bs)."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from daer.errors import BadInputError
 from daer.models.config import ModelConfig
-from daer.models.pointops import PointGroups, gather, precompute_groups
+from daer.models.pointops import PointGroups, gather, knn, precompute_groups
 
 
 @dataclass
@@ -177,6 +177,10 @@ class PointEncoder(nn.Module):
             [nn.Linear(w1, cfg.embed_dim), nn.Linear(w, cfg.embed_dim), nn.Linear(w, cfg.embed_dim)]
         )
         self.global_proj = nn.Linear(2 * w, cfg.embed_dim)
+        # Context for the fine levels: patches add their nearest part's transformer output, parts are read
+        # after the transformer, so a leg token can know how many legs there are.
+        self.context = cfg.point_context
+        self.patch_context = nn.Linear(w, w1) if cfg.point_context else None
 
     def groups(self, points: Tensor) -> PointGroups:
         """FPS/kNN groups of a batch (B, N, 3) for this encoder's level sizes."""
@@ -210,5 +214,9 @@ class PointEncoder(nn.Module):
         x = self.norm_out(x)  # (B, N2, W) parts in context
         t3 = self.objects(x, p2, p3, g3)  # (B, N3, W) objects
         g = self.global_proj(torch.cat([x.mean(1), x.amax(1)], dim=-1))  # (B, D)
+        if self.patch_context is not None:
+            nearest = knn(p1, p2, 1)  # (B, N1, 1) each patch's nearest part
+            t1 = t1 + self.patch_context(gather(x, nearest)[:, :, 0])  # (B, N1, W1)
+            t2 = x
         levels = [proj(t) for proj, t in zip(self.proj, (t1, t2, t3), strict=True)]
         return PointFeatures(levels=levels, centers=[p1, p2, p3], global_=F.normalize(g, dim=-1))

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from daer.errors import BadInputError, IntegrityError
 from daer.models.config import MINILM_NAME, MINILM_SHA256, ModelConfig
+from daer.models.content_words import content_positions
 from daer.models.point_encoder import Block
 from daer.models.text_cache import TextFeatureCache, default_cache_path, feature_key
 from daer.utils.hashing import sha256_file
@@ -119,6 +120,7 @@ class TinyTextEncoder(nn.Module):
         super().__init__()
         w = cfg.tiny_width
         self.tokenizer = HashTokenizer(cfg.tiny_vocab, cfg.text_max_tokens)
+        self.content_words = cfg.text_content_words
         self.embed = nn.Embedding(cfg.tiny_vocab, w, padding_idx=0)
         self.pos = nn.Parameter(torch.randn(cfg.text_max_tokens, w) * 0.02)
         self.blocks = nn.ModuleList(Block(w, cfg.tiny_heads, 2.0, 0.0) for _ in range(cfg.tiny_depth))
@@ -143,9 +145,16 @@ class TinyTextEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, key_padding=mask)
         x = self.norm(x)
-        pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-        tokens, g = _pool_and_project(x, mask, pos, mask, self.token_proj, self.global_proj)
-        return TextFeatures(tokens, mask, g, words)
+        keep = [content_positions(w) if self.content_words else list(range(len(w))) for w in words]
+        t = max(len(k) for k in keep)
+        pos = torch.zeros(len(keep), t, dtype=torch.long)
+        word_mask = torch.zeros(len(keep), t, dtype=torch.bool)
+        for i, k in enumerate(keep):
+            pos[i, : len(k)] = torch.tensor(k)
+            word_mask[i, : len(k)] = True
+        pos, word_mask = pos.to(ids.device), word_mask.to(ids.device)
+        tokens, g = _pool_and_project(x, mask, pos, word_mask, self.token_proj, self.global_proj)
+        return TextFeatures(tokens, word_mask, g, [[w[j] for j in k] for w, k in zip(words, keep, strict=True)])
 
 
 def resolve_text_encoder_dir(name: str) -> Path:
@@ -207,6 +216,7 @@ class HFTextEncoder(nn.Module):
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         self.max_tokens = cfg.text_max_tokens
+        self.content_words = cfg.text_content_words
         hidden = int(self.backbone.config.hidden_size)
         n_layers = int(self.backbone.config.num_hidden_layers)
         self.finetune = cfg.text_finetune_layers
@@ -277,8 +287,12 @@ class HFTextEncoder(nn.Module):
             hidden[i, : len(ids)] = torch.from_numpy(h.astype(np.float32))
             mask[i, : len(ids)] = True
             pos = [j for j, t in enumerate(ids.tolist()) if t not in special] or [0]
+            words = self.tokenizer.convert_ids_to_tokens([int(ids[j]) for j in pos])
+            if self.content_words:
+                keep = content_positions(words)
+                pos, words = [pos[j] for j in keep], [words[j] for j in keep]
             word_pos.append(pos)
-            word_lists.append(self.tokenizer.convert_ids_to_tokens([int(ids[j]) for j in pos]))
+            word_lists.append(words)
         hidden, mask = hidden.to(device), mask.to(device)
         if self.finetune:
             bias = torch.zeros(b, 1, 1, s, device=device).masked_fill(

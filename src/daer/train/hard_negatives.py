@@ -60,12 +60,12 @@ class SwapNegatives:
         """Every negative caption once (to fill the text-feature cache)."""
         return list(dict.fromkeys(c for opts in self.options for v in opts.values() for c in v))
 
-    def pick(self, index: int, caption: str, rng: np.random.Generator) -> str | None:
-        """One negative of shape ``index``'s ``caption``, or None when it has none."""
-        choices = self.options[index].get(caption)
-        if not choices:
-            return None
-        return choices[int(rng.integers(len(choices)))]
+    def pick(self, index: int, caption: str, rng: np.random.Generator, k: int = 1) -> list[str]:
+        """Up to ``k`` distinct negatives of shape ``index``'s ``caption`` (empty when it has none)."""
+        choices = self.options[index].get(caption) or []
+        if len(choices) <= k:
+            return list(choices)
+        return [choices[int(i)] for i in rng.choice(len(choices), size=k, replace=False)]
 
 
 def _swaps(sid: str, captions: Sequence[str]) -> dict[str, list[str]]:
@@ -93,32 +93,57 @@ def swap_loss(
     model: torch.nn.Module,
     text: Any,
     negatives: Any,
+    owner: torch.Tensor,
     shapes: Any,
     rows: torch.Tensor,
     logit_scale: torch.Tensor,
     fine_loss: str = "levels",
     fine_weight: float = 1.0,
+    fine_logit_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Each shape picks its caption over its swapped caption: a two-way cross-entropy per shape.
+    """Each shape picks its caption over all of its swapped captions: a (1 + K)-way cross-entropy per shape.
 
     Args:
         model: the DaerModel (its ``haf``, when present, adds the same term on the fine scores).
-        text: the batch's caption features; ``negatives``: features of one negative per row in ``rows``.
+        text: the batch's caption features; ``negatives``: features of M negatives.
+        owner: (M,) which entry of ``rows`` each negative belongs to (every entry owns at least one).
         shapes: the batch's point features.
-        rows: (H,) the batch rows that have a negative.
-        logit_scale: the contrastive multiplier.
+        rows: (H,) the batch rows that have negatives.
+        logit_scale: the contrastive multiplier; ``fine_logit_scale`` the fine one (``logit_scale`` when None).
         fine_loss, fine_weight: as for the in-batch loss (per HAF level, or on the fused fine score).
     """
+    h, m = len(rows), len(owner)
+    slot = torch.zeros(m, dtype=torch.long, device=owner.device)  # column of each negative in its row
+    counts = torch.zeros(h, dtype=torch.long, device=owner.device)
+    for i, o in enumerate(owner.tolist()):
+        counts[o] += 1
+        slot[i] = counts[o]
+    width = 1 + int(counts.max())
+    valid = torch.arange(width, device=owner.device)[None] <= counts[:, None]  # (H, width)
+
+    def logits(scale: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """(H, width, ...) scaled scores: the positive in column 0, negatives after it, -inf past a row's own.
+
+        The -inf goes in after scaling: 0 · -inf in the scale's gradient would be NaN."""
+        out = pos.new_zeros((h, width, *pos.shape[1:]))
+        out[:, 0] = pos
+        out[owner, slot] = neg
+        mask = valid.view(h, width, *([1] * (pos.dim() - 1)))
+        return (scale * out).masked_fill(~mask, float("-inf"))
+
     pos, sub = text.select(rows), shapes.select(rows)
     s = F.normalize(sub.global_.float(), dim=-1)  # (H, D)
-    logits = torch.stack([(s * pos.global_.float()).sum(-1), (s * negatives.global_.float()).sum(-1)], 1)  # (H, 2)
-    target = torch.zeros(len(rows), dtype=torch.long, device=logits.device)
-    loss = F.cross_entropy(logit_scale * logits, target)
+    pos_g = (s * pos.global_.float()).sum(-1)  # (H,)
+    neg_g = (s[owner] * negatives.global_.float()).sum(-1)  # (M,)
+    target = torch.zeros(h, dtype=torch.long, device=pos_g.device)
+    loss = F.cross_entropy(logits(logit_scale, pos_g, neg_g), target)
     haf = getattr(model, "haf", None)
     if haf is not None and fine_weight > 0:
-        lp, ln = haf.paired_level_scores(pos, sub), haf.paired_level_scores(negatives, sub)  # (H, L) each
+        lp = haf.paired_level_scores(pos, sub)  # (H, L)
+        ln = haf.paired_level_scores(negatives, sub.select(owner))  # (M, L)
         if fine_loss == "fused":
             lp, ln = haf.fine(lp)[:, None], haf.fine(ln)[:, None]
-        fine = torch.stack([lp, ln], 1).float()  # (H, 2, L)
-        loss = loss + fine_weight * F.cross_entropy(logit_scale * fine, target[:, None].expand(-1, fine.shape[2]))
+        scale = logit_scale if fine_logit_scale is None else fine_logit_scale
+        fine = logits(scale, lp.float(), ln.float())  # (H, width, L)
+        loss = loss + fine_weight * F.cross_entropy(fine, target[:, None].expand(-1, fine.shape[2]))
     return loss

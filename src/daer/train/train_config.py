@@ -40,6 +40,7 @@ class TrainConfig:
     fine_weight: float = 1.0  # weight of the fine HAF InfoNCE term (haf mode)
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
+    swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -70,7 +71,8 @@ class TrainConfig:
         """Raise BadInputError naming the first bad field."""
         if self.mode not in ("haf", "global"):
             raise BadInputError(f"--mode must be 'haf' or 'global', got {self.mode!r}")
-        for name in ("steps", "batch_size", "ckpt_every", "log_every", "keep_checkpoints", "dap_every", "dap_sims"):
+        for name in ("steps", "batch_size", "ckpt_every", "log_every", "keep_checkpoints", "dap_every", "dap_sims",
+                     "swap_k"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "workers", "batch_categories"):

@@ -210,7 +210,7 @@ class Trainer:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)
-            out = self.loss_fn(text, shapes, self.model.logit_scale_value())
+            out = self.loss_fn(text, shapes, self.model.logit_scale_value(), self.model.fine_logit_scale_value())
             if self.swaps is not None:
                 out |= self._swap_term(batch, text, shapes, out["loss"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -227,23 +227,26 @@ class Trainer:
         assert self.swaps is not None
         epoch, _ = self.sampler.position(self.step)
         picks = [
-            self.swaps.pick(int(i), c, np.random.default_rng([self.cfg.seed, epoch, int(i), 0x5A9]))
+            self.swaps.pick(int(i), c, np.random.default_rng([self.cfg.seed, epoch, int(i), 0x5A9]), self.cfg.swap_k)
             for i, c in zip(batch.indices.tolist(), batch.captions, strict=True)
         ]
-        rows = [r for r, c in enumerate(picks) if c is not None]
+        rows = [r for r, c in enumerate(picks) if c]
         if not rows:
             zero = loss.new_zeros(())
             return {"loss": loss, "loss_swap": zero}
-        negatives = self.model.encode_text([picks[r] for r in rows])
+        negatives = self.model.encode_text([n for r in rows for n in picks[r]])
+        owner = torch.tensor([h for h, r in enumerate(rows) for _ in picks[r]], device=self.device)
         term = swap_loss(
             self.model,
             text,
             negatives,
+            owner,
             shapes,
             torch.tensor(rows, device=self.device),
             self.model.logit_scale_value(),
             self.cfg.fine_loss,
             self.cfg.fine_weight,
+            self.model.fine_logit_scale_value(),
         )
         return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}
 

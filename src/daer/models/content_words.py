@@ -1,0 +1,48 @@
+"""Which caption tokens HAF scores: content words, not articles, fillers, punctuation or word-piece tails.
+
+Every token of a caption used to carry a learned importance, so template words ("a", "with", "that
+has") took part of the fine score, and words of unseen phrasings got extrapolated weights. A fixed,
+general English list (not one drawn from our templates) keeps the fine score on the words that name
+things, counts and properties. Negations and numbers are content: "no armrests", "3 legs".
+"""
+
+from __future__ import annotations
+
+# Function words of English and the generic nouns of 3D captions that never name a part or property.
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    {
+        "a", "an", "the", "this", "that", "these", "those", "it", "its", "it's", "which", "who", "whose", "what",
+        "there", "here", "of", "with", "in", "on", "at", "by", "for", "from", "to", "into", "onto", "over", "under",
+        "above", "below", "between", "through", "about", "as", "and", "or", "but", "nor", "so", "yet", "also", "plus",
+        "both", "either", "each", "every", "some", "any", "all", "is", "are", "was", "were", "be", "been", "being",
+        "has", "have", "had", "having", "do", "does", "did", "can", "could", "will", "would", "should", "may", "might",
+        "must", "shall", "very", "quite", "rather", "just", "really", "somewhat", "fairly", "pretty", "too", "i", "me",
+        "my", "we", "our", "you", "your", "he", "his", "she", "her", "they", "them", "their", "3d", "3-d", "model",
+        "models", "object", "objects", "shape", "shapes", "mesh", "meshes", "render", "rendering", "thing", "something",
+        "kind", "sort", "type", "version", "style", "shown", "looking", "looks", "look", "like", "made", "image",
+        "picture",
+    }
+)
+
+
+def is_content_word(word: str) -> bool:
+    """Whether HAF should score this (whole) word."""
+    t = word.lower()
+    return any(ch.isalnum() for ch in t) and t not in FUNCTION_WORDS
+
+
+def content_positions(tokens: list[str]) -> list[int]:
+    """Positions of the content words among word-piece ``tokens`` ("##" marks a word's tail).
+
+    A split word is judged whole ("3" + "##d" is "3d", not the number 3) and scored at its first
+    piece, whose contextual feature already carries the rest. All positions when none is content.
+    """
+    keep, i = [], 0
+    while i < len(tokens):
+        j = i + 1
+        while j < len(tokens) and tokens[j].startswith("##"):
+            j += 1
+        if is_content_word(tokens[i] + "".join(t[2:] for t in tokens[i + 1 : j])):
+            keep.append(i)
+        i = j
+    return keep or list(range(len(tokens)))

@@ -230,7 +230,7 @@ def test_structurally_broken_files(tmp_path, box):
     _write(tmp_path / "badidx.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
     _expect(tmp_path / "badidx.obj", "unreadable")
     _write(tmp_path / "huge.off", "OFF\n353535235358 1 0\n0 0 0\n")
-    _expect(tmp_path / "huge.off", "unreadable")
+    _expect(tmp_path / "huge.off", "too-large", "353,535,235,358 vertices, over the limit")  # refused before parsing
     _write(tmp_path / "v1.gltf", '{"asset": {"version": "1.0"}}')
     _expect(tmp_path / "v1.gltf", "unsupported", "glTF 2")
     _write(tmp_path / "nothing.gltf", '{"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": []}]}')
@@ -287,4 +287,34 @@ def test_deeply_nested_gltf_json_is_refused_before_parsing(tmp_path):
     _write(tmp_path / "deep.gltf", b'{"asset": {"version": "2.0"}, "extras": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
     with pytest.raises(BadFileError, match=f"nested 200001 levels deep; at most {MAX_JSON_DEPTH}") as e:
         load_points(tmp_path / "deep.gltf", 64)
+    assert e.value.code == "too-large"
+
+
+def test_obj_counts_match_what_the_reader_sees():
+    from daer.data.mesh_io import obj_counts
+
+    tetra = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n"
+    assert obj_counts(tetra) == (4, 4, 4, 3)
+    # CRLF, tabs, indentation, a backslash continuation, a short face, a comment and a 5-gon
+    odd = b"v 0 0 0\r\n  v 1 0 0\nv\t0 1 0\nf 1 2 3 \\\n 4\nf  1  2\n# f 1 2 3\nf 1/2/3 2/3/4 3/4/5 4/5/6 5/6/7"
+    assert obj_counts(odd) == (3, 3, 2 + 0 + 3, 5)
+    for chunk in (1, 2, 5, 64):  # lines cut across chunks are counted once
+        assert obj_counts(odd, chunk=chunk) == obj_counts(odd)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf" + b" 1 2 3" * 40 + b"\n", "120 corners in one face, over the limit of 50"),
+        (b"v 0 0 0\nv 1 0 0\nv 0 1 0\n" + b"f 1 2 3\n" * 101, "101 triangles, over the limit of 100"),
+        (b"v 0 0 0\n" * 201 + b"f 1 2 3\n", "201 vertices, over the limit of 200"),
+    ],
+)
+def test_mesh_limits_refuse_before_parsing(tmp_path, text, words):
+    from daer.data.mesh_io import MeshLimits
+
+    _write(tmp_path / "m.obj", text)
+    limits = MeshLimits(max_vertices=200, max_triangles=100, max_face_corners=50)
+    with pytest.raises(BadFileError, match=words) as e:
+        load_points(tmp_path / "m.obj", 64, limits=limits)
     assert e.value.code == "too-large"

@@ -112,7 +112,9 @@ def test_row7_over_a_socket_the_401_comes_before_the_body(
             )
             s.sendall(head.encode() + b"x" * 65536)
             t0 = time.monotonic()
-            answer = s.recv(4096)
+            answer = b""
+            while b"}" not in answer and (chunk := s.recv(4096)):  # headers, then the JSON body
+                answer += chunk
             assert time.monotonic() - t0 < 5
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert b"API key" in answer
@@ -127,3 +129,89 @@ def test_row7_serve_help_documents_the_key(capsys: pytest.CaptureFixture[str]) -
     assert "DAER_API_KEY" in text and "--api-key-file" in text and "X-API-Key" in text
     args = build_parser().parse_args(["serve", "--index", "idx", "--api-key-file", "key.txt"])
     assert args.api_key_file == "key.txt"
+
+
+# ---------------------------------------------------------------------------- rows 2-4
+THREE_VERTICES = b"v 0 0 0\nv 1 0 0\nv 0 1 0\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "content", "words"),
+    [
+        # one face line of 3.4M corners (20 MB): its fan would be 3.4M triangles
+        (
+            2,
+            THREE_VERTICES + b"f" + b" 1 2 3" * 1_130_000 + b"\n",
+            "3,390,000 corners in one face, over the limit of 256",
+        ),
+        # alternating triangles and quads over 4 vertices (20 MB)
+        (3, THREE_VERTICES + b"v 0 0 1\n" + b"f 1 2 3\nf 1 2 3 4\n" * 1_100_000, "3,300,000 triangles, over the limit"),
+        # 2.5M triangles over 3 vertices (20 MB)
+        (4, THREE_VERTICES + b"f 1 2 3\n" * 2_500_000, "2,500,000 triangles, over the limit of 1,000,000"),
+    ],
+)
+def test_rows2_to_4_obj_face_floods_are_refused_before_parsing(
+    client: TestClient, row: int, content: bytes, words: str
+) -> None:
+    assert len(content) < 20 * 2**20
+    t0 = time.perf_counter()
+    message = refused(client.post("/api/classify", files={"file": ("x.obj", content)}), 413)
+    assert words in message and "x.obj" not in message and "upload" in message, message
+    assert time.perf_counter() - t0 < 10  # the probe saw 4-14 s and +0.8-3 GB per upload
+
+
+def test_obj_under_the_limits_is_still_read(client: TestClient) -> None:
+    polygon = b"".join(b"v %d %d 0\n" % (i % 16, i // 16) for i in range(256)) + b"v 0 0 1\n"
+    fan = b"f " + b" ".join(str(i).encode() for i in range(1, 257)) + b"\nf 1 2 257\n"
+    r = client.post("/api/classify", files={"file": ("p.obj", polygon + fan)})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("x.off", b"OFF\n3 5000000 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "5,000,000 faces"),
+        ("x.off", b"OFF\n# comment\n9000000 1 0\n0 0 0\n", "9,000,000 vertices"),
+        (
+            "x.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            b"element face 4000000\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n",
+            "4,000,000 faces",
+        ),
+    ],
+)
+def test_declared_counts_over_the_limits_are_refused(client: TestClient, name: str, content: bytes, words: str) -> None:
+    assert words in refused(client.post("/api/classify", files={"file": (name, content)}), 413)
+
+
+def _sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+def _allocate(mib: int) -> int:
+    return len(bytearray(mib << 20))
+
+
+def test_worker_timeout_and_memory_cap() -> None:
+    """The upload worker's limits: an overrun is killed and replaced, an allocation past the cap fails."""
+    from daer.data.timed_pool import TaskFailed, TimedPool
+
+    with TimedPool(_sleep, workers=1, timeout=0.5, start_method="fork") as pool:
+        out = pool.run(5.0)
+        assert isinstance(out, TaskFailed) and out.code == "timeout"
+        assert pool.run(0.0) == "slept"  # a fresh worker took the dead one's place
+    with TimedPool(_allocate, workers=1, timeout=20, start_method="fork", memory_limit=256 << 20) as pool:
+        assert pool.run(64) == 64 << 20
+        out = pool.run(2048)
+        assert isinstance(out, TaskFailed) and out.code == "too-large" and "256 MiB" in out.reason
+        assert pool.run(64) == 64 << 20  # the same worker goes on
+
+
+def test_upload_reader_refuses_a_slow_read(backend: LibraryBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that overruns the upload timeout is a 422 naming the limit, and the next upload still works."""
+    c = TestClient(create_app(backend=backend, api_key="", upload_timeout=0.05))
+    slow = THREE_VERTICES + b"f 1 2 3\n" * 400_000  # under every count limit, but not read in 50 ms
+    assert "longer than 0.05 s" in refused(c.post("/api/classify", files={"file": ("x.obj", slow)}), 422)
+    c.app.state.uploads.timeout = c.app.state.uploads.pool.timeout = 30.0
+    assert c.post("/api/classify", files={"file": ("t.obj", TETRA_OBJ)}).status_code == 200

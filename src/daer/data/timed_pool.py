@@ -67,7 +67,8 @@ def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple, memor
         except BadInputError as e:
             out = (idx, TaskFailed("bad-input", str(e)))
         except MemoryError:
-            out = (idx, TaskFailed("too-large", f"needs more than the {(memory_limit or 0) >> 20} MiB of memory allowed"))
+            allowed = f"the {memory_limit >> 20} MiB of memory allowed" if memory_limit else "the memory available"
+            out = (idx, TaskFailed("too-large", f"needs more than {allowed}"))
         except Exception as e:
             out = (idx, TaskFailed("loader-error", f"{type(e).__name__}: {e}"))
         try:
@@ -216,7 +217,10 @@ class TimedPool:
         with self._lock:
             self._running.add(w)
         try:
-            ready = w.conn.poll(self.timeout)
+            try:
+                ready = w.conn.poll(self.timeout)
+            except (OSError, ValueError):  # closed under us by close()
+                return TaskFailed("crashed", "the pool was closed")
             if not ready:
                 self._kill(w)
                 return TaskFailed("timeout", f"took longer than {self.timeout:g} s (stopped)")

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daer import __version__
-from daer.data.mesh_io import load_points
+from daer.data.mesh_io import MeshLimits
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.serve.backend import SearchBackend
 from daer.serve.cache import RenderCache
@@ -56,6 +56,7 @@ from daer.serve.security import (
     is_public_path,
     parse_labels,
 )
+from daer.serve.uploads import SERVICE_LIMITS, UploadReader
 from daer.viz.heatmap import splat_radius, top_points, word_heatmaps
 from daer.viz.render import render_points
 
@@ -105,6 +106,9 @@ def create_app(
     cache_items: int = 2048,
     classify_slots: int = 2,
     learn: bool = False,
+    upload_timeout: float = 30.0,
+    upload_memory_mb: int = 1024,
+    mesh_limits: MeshLimits = SERVICE_LIMITS,
 ) -> FastAPI:
     """Build the FastAPI app.
 
@@ -118,6 +122,9 @@ def create_app(
         cache_items: renders kept in memory.
         classify_slots: uploads decoded and classified at the same time; more are refused with 429.
         learn: let ERS learn success statistics from served queries (when opening ``index_dir``).
+        upload_timeout: seconds a worker may take to read one upload (then it is killed and replaced).
+        upload_memory_mb: address space a worker may add while reading one upload.
+        mesh_limits: vertex, triangle and polygon-size limits checked before an upload is parsed.
     """
     if backend is None:
         if index_dir is None:
@@ -129,6 +136,7 @@ def create_app(
     be: SearchBackend = backend
     cache = RenderCache(max_items=cache_items, disk_dir=cache_dir)
     slots = threading.BoundedSemaphore(max(1, classify_slots))
+    reader = UploadReader(max(1, classify_slots), upload_timeout, upload_memory_mb, mesh_limits)
     where = str(index_dir) if index_dir is not None else "(in-process backend)"
 
     app = FastAPI(
@@ -138,6 +146,8 @@ def create_app(
     )
     app.state.backend = be
     app.state.cache = cache
+    app.state.uploads = reader
+    app.router.on_shutdown.append(reader.close)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=max_upload + MULTIPART_SLACK,
@@ -330,11 +340,13 @@ def create_app(
         """Zero-shot classify an uploaded mesh or point file."""
         names = parse_labels(labels)
         data = await file.read(max_upload + 1)
-        ext = check_upload(file.filename, data, max_upload)
+        ext = check_upload(file.filename, data, max_upload, content=False)  # cheap: the rest runs in a worker
         if not slots.acquire(blocking=False):
             raise RequestRefused(429, "the server is busy classifying other uploads; try again shortly")
         try:
-            return await run_in_threadpool(_classify, be, data, ext, names, file.filename or "upload", max_upload)
+            return await run_in_threadpool(
+                _classify, be, reader, data, ext, names, file.filename or "upload", max_upload
+            )
         finally:
             slots.release()
 
@@ -365,16 +377,19 @@ def _document_key(app: FastAPI) -> None:
 
 
 def _classify(
-    be: SearchBackend, data: bytes, ext: str, labels: list[str] | None, filename: str, max_upload: int
+    be: SearchBackend,
+    reader: UploadReader,
+    data: bytes,
+    ext: str,
+    labels: list[str] | None,
+    filename: str,
+    max_upload: int,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="daer-upload-") as tmp:
         path = Path(tmp) / f"upload{ext}"
         path.write_bytes(data)
-        try:
-            points, _ = load_points(path, n_points=be.n_points, max_bytes=max_upload)
-        except BadInputError as e:
-            raise RequestRefused(422, str(e).replace(path.name, "upload", 1)) from None
+        points = reader.read(path, ext, be.n_points, max_upload)
     ranked = be.classify(points, labels)
     return {
         "filename": filename[:200],

@@ -198,8 +198,19 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def check_upload(filename: str | None, data: bytes, max_bytes: int) -> str:
+def content_problem(data: bytes, ext: str) -> str | None:
+    """Why a GLB or NPZ upload is refused (outside references, JSON nesting, non-array members), else None.
+
+    This parses the GLB's JSON chunk, so the service runs it in its upload worker, not on the event loop.
+    """
+    return _glb_local_only(data) if ext == ".glb" else _npz_ok(data) if ext == ".npz" else None
+
+
+def check_upload(filename: str | None, data: bytes, max_bytes: int, content: bool = True) -> str:
     """Decide an upload's format from its bytes and check the name agrees; returns the extension to read it as.
+
+    With ``content=False`` only the cheap checks run (size, the first bytes, the name); leave the rest
+    to :func:`content_problem`.
 
     Raises:
         RequestRefused: 413 over ``max_bytes``; 400 empty; 415 unknown content, an unsupported or
@@ -219,7 +230,7 @@ def check_upload(filename: str | None, data: bytes, max_bytes: int) -> str:
     same = ext == found or (ext in _TEXT_POINT_EXTS and found == ".xyz")
     if ext and not same:
         raise RequestRefused(415, f"file name says {ext} but the content is {found[1:].upper()}")
-    reason = _glb_local_only(data) if found == ".glb" else _npz_ok(data) if found == ".npz" else None
+    reason = content_problem(data, found) if content else None
     if reason:
         raise RequestRefused(415, reason)
     return ext if same and ext else found

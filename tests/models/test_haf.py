@@ -51,11 +51,11 @@ def reference_pair(haf: HierarchicalAttentionFusion, text: TextFeatures, i: int,
     out = []
     for lvl in range(L):
         k = haf.key[lvl].weight @ shapes.levels[lvl][j].T  # (d, N)
-        v = haf.value[lvl].weight @ shapes.levels[lvl][j].T  # (d, N): the keys again in the plain readout
+        v = (haf.value or haf.key)[lvl].weight @ shapes.levels[lvl][j].T  # (d, N): the keys in the plain readout
         s = 0.0
         for t in range(n_tok):
             q = haf.query[lvl].weight @ text.tokens[i, t]  # (d,)
-            u = haf.expect[lvl].weight @ text.tokens[i, t]  # (d,): the query again in the plain readout
+            u = (haf.expect or haf.query)[lvl].weight @ text.tokens[i, t]  # (d,): the query in the plain readout
             logits = (q @ k) / (math.sqrt(d) * float(tau[lvl]))  # (N,)
             att = v @ torch.softmax(logits, 0)  # attended value (d,)
             score = torch.dot(u, att) / (u.norm() * att.norm())

@@ -78,7 +78,7 @@ def test_explain_shapes_and_mapping(tiny: DaerModel) -> None:
     e = tiny.explain("a chair with four legs", pts)
     assert isinstance(e, Explanation)
     t = len(e.words)
-    assert e.words == ["a", "chair", "with", "four", "legs"]
+    assert e.words == ["chair", "four", "legs"]  # content words only (daer.models.content_words)
     assert [a.shape for a in e.attention] == [(t, n) for n in tiny.config.level_sizes]
     assert [c.shape for c in e.centers] == [(n, 3) for n in tiny.config.level_sizes]
     assert e.point_attention.shape == (t, 300) and e.points.shape == (300, 3)
@@ -184,3 +184,13 @@ def test_minilm_model_checkpoint_is_small_and_exact(tmp_path: Path) -> None:
         loaded = load_model(tmp_path / "run", text_cache=cache)
         got = loaded.score(loaded.encode_text(CAPTIONS), loaded.encode_points(x))
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("readout", ["value", "cosine"])
+def test_both_haf_readouts_save_and_reload(tmp_path: Path, readout: str) -> None:
+    model = create_model("tiny", haf_readout=readout, text_content_words=readout == "value")
+    model.save(tmp_path / readout)
+    back = load_model(tmp_path / readout)
+    assert back.config.haf_readout == readout
+    for k, v in model.checkpoint_state().items():
+        assert torch.equal(v, back.checkpoint_state()[k]), k

@@ -72,9 +72,9 @@ class HierarchicalAttentionFusion(nn.Module):
 
         self.query = projections()
         self.key = projections()
-        # The plain readout reads the keys back with the queries; the value readout has its own maps.
-        self.value = projections() if readout == "value" else self.key
-        self.expect = projections() if readout == "value" else self.query
+        # The plain readout reads the keys back with the queries (None here); the value readout has its own maps.
+        self.value = projections() if readout == "value" else None
+        self.expect = projections() if readout == "value" else None
         self.evidence = nn.ModuleList(nn.Linear(embed_dim, 1) for _ in range(n_levels)) if readout == "value" else None
         if self.evidence is not None:
             for lin in self.evidence:  # starts as the pure readout; each word learns its evidence sign and size
@@ -221,14 +221,14 @@ class HierarchicalAttentionFusion(nn.Module):
     def _text_side(self, lvl: int, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Queries, expectations and evidence gates of text tokens (..., D) at one level."""
         q = self.query[lvl](tokens)
-        u = q if self.expect is self.query else self.expect[lvl](tokens)
+        u = q if self.expect is None else self.expect[lvl](tokens)
         gate = self.evidence[lvl](tokens).squeeze(-1) if self.evidence is not None else None
         return q, u, gate
 
     def _point_side(self, lvl: int, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values of point tokens (..., D) at one level."""
         k = self.key[lvl](tokens)
-        return k, (k if self.value is self.key else self.value[lvl](tokens))
+        return k, (k if self.value is None else self.value[lvl](tokens))
 
     @staticmethod
     def _token_scores(u: Tensor, att: Tensor, logits: Tensor, gate: Tensor | None) -> Tensor:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 from benchmarks.bench_service import serve_thread
 from fastapi.testclient import TestClient
@@ -215,3 +218,38 @@ def test_upload_reader_refuses_a_slow_read(backend: LibraryBackend, monkeypatch:
     assert "longer than 0.05 s" in refused(c.post("/api/classify", files={"file": ("x.obj", slow)}), 422)
     c.app.state.uploads.timeout = c.app.state.uploads.pool.timeout = 30.0
     assert c.post("/api/classify", files={"file": ("t.obj", TETRA_OBJ)}).status_code == 200
+
+
+# ---------------------------------------------------------------------------- row 6
+def test_row6_served_queries_stay_in_memory(
+    stack: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's model gets a memory-only text-feature cache: no query reaches text_features.sqlite."""
+    import daer.models.model as model_module
+    from daer.models.text_cache import TextFeatureCache
+
+    monkeypatch.setenv("DAER_CACHE_DIR", str(tmp_path / "cache"))
+    real, caches = model_module.load_model, []
+
+    def spy(*args: object, **kw: object) -> object:
+        caches.append(kw.get("text_cache"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(model_module, "load_model", spy)
+    c = TestClient(create_app(stack["index"], api_key=""))
+    assert c.get("/api/search", params={"q": "a private query about a red chair"}).status_code == 200
+    assert caches and all(isinstance(x, TextFeatureCache) and x.path is None for x in caches), caches
+    assert not (tmp_path / "cache").exists()
+    cache = caches[0]
+    key = "k" * 64
+    cache.put_many({key: (np.arange(3, dtype=np.int32), np.zeros((3, 4), dtype=np.float16))})
+    assert key in cache.get_many([key]) and not (tmp_path / "cache").exists()
+
+
+def test_row6_access_log_redacts_query_strings(backend: LibraryBackend, caplog: pytest.LogCaptureFixture) -> None:
+    create_app(backend=backend, api_key="")
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    access = logging.getLogger("uvicorn.access")
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/api/search?q=my+secret+words&k=5", "1.1", 200)
+    line = caplog.records[-1].getMessage()
+    assert "/api/search?[redacted]" in line and "secret" not in line

@@ -55,6 +55,7 @@ from daer.serve.security import (
     check_upload,
     is_public_path,
     parse_labels,
+    redact_access_log,
 )
 from daer.serve.uploads import SERVICE_LIMITS, UploadReader
 from daer.viz.heatmap import splat_radius, top_points, word_heatmaps
@@ -109,6 +110,7 @@ def create_app(
     upload_timeout: float = 30.0,
     upload_memory_mb: int = 1024,
     mesh_limits: MeshLimits = SERVICE_LIMITS,
+    log_queries: bool = False,
 ) -> FastAPI:
     """Build the FastAPI app.
 
@@ -125,6 +127,7 @@ def create_app(
         upload_timeout: seconds a worker may take to read one upload (then it is killed and replaced).
         upload_memory_mb: address space a worker may add while reading one upload.
         mesh_limits: vertex, triangle and polygon-size limits checked before an upload is parsed.
+        log_queries: keep query strings (search text) in the access log; by default they are redacted.
     """
     if backend is None:
         if index_dir is None:
@@ -132,6 +135,8 @@ def create_app(
         from daer.serve.backend import open_backend
 
         backend = open_backend(index_dir, learn=learn)
+    if not log_queries:
+        redact_access_log()
     key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV)) or None
     be: SearchBackend = backend
     cache = RenderCache(max_items=cache_items, disk_dir=cache_dir)

@@ -124,6 +124,8 @@ def open_backend(
     data_dir: str | os.PathLike[str] | None = None,
     verify: bool = True,
     learn: bool = False,
+    text_cache_file: str | os.PathLike[str] | None = None,
+    text_cache_mb: int = 64,
 ) -> LibraryBackend:
     """Open an index folder with the checkpoint and data set it was built from.
 
@@ -133,13 +135,26 @@ def open_backend(
         data_dir: data set folder instead of the recorded one (e.g. after moving it).
         verify: check the index files' SHA-256 on open.
         learn: let ERS update its success statistics from the queries served (kept in memory only).
+        text_cache_file: an SQLite file where the text features of served queries may be kept; None
+            (the default) keeps them in memory only, so no query is written to disk.
+        text_cache_mb: memory for text features of recent queries (least recently used dropped first).
 
     Raises:
         IntegrityError: a damaged or mismatched index, or a data set that is not the indexed one.
     """
+    from daer.models import model as model_module
+    from daer.models.text_cache import TextFeatureCache
     from daer.retrieval.searcher import Searcher  # the ERS searcher; imported here so tests can run without it
+    from daer.retrieval.store import open_index_dir
 
-    searcher = Searcher(index_dir, ckpt=ckpt, verify=verify, learn=learn)
+    # Served queries are private: their text features stay in a bounded in-memory LRU, never in the
+    # on-disk cache that training fills (text_features.sqlite), unless the operator names a file.
+    ckpt = ckpt if ckpt is not None else open_index_dir(index_dir, verify=False).meta.get("ckpt")
+    model = None
+    if ckpt:
+        cache = TextFeatureCache(text_cache_file, memory_bytes=text_cache_mb << 20)
+        model = model_module.load_model(ckpt, text_cache=cache)
+    searcher = Searcher(index_dir, ckpt=ckpt, verify=verify, learn=learn, model=model)
     data = data_dir if data_dir is not None else searcher.data_dir
     if not data:
         raise IntegrityError(f"index {index_dir}: no data set recorded; pass the data set folder explicitly")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import struct
 import zipfile
@@ -234,6 +235,23 @@ def check_upload(filename: str | None, data: bytes, max_bytes: int, content: boo
     if reason:
         raise RequestRefused(415, reason)
     return ext if same and ext else found
+
+
+class RedactQueryFilter(logging.Filter):
+    """Drop the query string from access-log lines (uvicorn's ``client - "METHOD PATH?QUERY HTTP/x" status``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?[redacted]", *args[3:])
+        return True
+
+
+def redact_access_log(logger_name: str = "uvicorn.access") -> None:
+    """Keep query strings (search text) out of the access log; idempotent."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, RedactQueryFilter) for f in logger.filters):
+        logger.addFilter(RedactQueryFilter())
 
 
 def is_public_path(path: str) -> bool:

@@ -318,3 +318,19 @@ def test_mesh_limits_refuse_before_parsing(tmp_path, text, words):
     with pytest.raises(BadFileError, match=words) as e:
         load_points(tmp_path / "m.obj", 64, limits=limits)
     assert e.value.code == "too-large"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "words"),
+    [
+        ("quad.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3 4\n", "refers to data that is not in the file"),
+        ("x.ply", b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n0\n1\n2\n", "field"),
+        ("bad.stl", b"solid x\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0\nendloop\nendfacet\n", "stl"),
+    ],
+)
+def test_parser_failures_name_the_problem_not_an_exception_class(tmp_path, name, data, words):
+    _write(tmp_path / name, data)
+    with pytest.raises(BadFileError, match=words) as e:
+        load_points(tmp_path / name, 32)
+    for cls in ("IndexError", "KeyError", "ValueError", "AssertionError", "JSONDecodeError"):
+        assert cls not in str(e.value)

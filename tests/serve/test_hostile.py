@@ -253,3 +253,10 @@ def test_row6_access_log_redacts_query_strings(backend: LibraryBackend, caplog: 
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/api/search?q=my+secret+words&k=5", "1.1", 200)
     line = caplog.records[-1].getMessage()
     assert "/api/search?[redacted]" in line and "secret" not in line
+
+
+# ---------------------------------------------------------------------------- messages
+def test_refusals_name_the_problem_not_an_exception_class(client: TestClient) -> None:
+    quad = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3 4\n"  # a face with a fourth vertex that does not exist
+    message = refused(client.post("/api/classify", files={"file": ("q.obj", quad)}), 422)
+    assert "refers to data that is not in the file" in message and "Error" not in message, message

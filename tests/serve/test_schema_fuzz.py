@@ -10,6 +10,7 @@ sometimes leaves parameters out, and asserts the answer is a 2xx, or a 4xx whose
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from daer.serve.app import create_app
 from daer.serve.backend import LibraryBackend
 
+CLASS_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception)\b")
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
@@ -110,7 +112,9 @@ def check(r: Any) -> None:
     assert r.status_code < 500, (r.status_code, r.request.url, r.text[:300])
     if r.status_code >= 400:
         assert r.headers["content-type"].startswith("application/json"), r.headers
-        assert isinstance(r.json()["error"], str)
+        message = r.json()["error"]
+        assert isinstance(message, str) and message
+        assert not CLASS_NAME.search(message), message  # a problem in words, never an exception class
 
 
 def test_schema_lists_every_operation(schema: dict[str, Any]) -> None:

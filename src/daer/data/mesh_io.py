@@ -128,9 +128,22 @@ def load_points(
         raise BadFileError("unreadable", f"{path.name}: a file it refers to is missing: {e}") from e
     except ModuleNotFoundError as e:
         raise BadFileError("unsupported", f"{path.name}: reading it needs the optional package {e.name}") from e
+    except MemoryError:
+        raise BadFileError("too-large", f"{path.name}: reading it needs more memory than is allowed") from None
     except Exception as e:  # any parser failure on hostile bytes is a bad file, not a crash
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else "(no detail)"
-        raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {type(e).__name__}: {msg}") from e
+        raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {_describe(e)}") from e
+
+
+def _describe(e: Exception) -> str:
+    """A parser's failure in words for the user: its message, never its exception class (kept in the chain)."""
+    msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    if isinstance(e, IndexError):
+        return "a face or record refers to data that is not in the file" + (f" ({msg})" if msg else "")
+    if isinstance(e, KeyError):
+        return f"a required field is missing ({msg})" if msg else "a required field is missing"
+    if isinstance(e, RecursionError):
+        return "it is nested too deeply"
+    return msg or "its structure is inconsistent"
 
 
 def _check_file(path: Path, max_bytes: int) -> str:

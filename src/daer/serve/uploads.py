@@ -6,6 +6,10 @@ bytes of parser state), hang it, or crash a C extension. So the service reads ev
 task is killed after ``timeout`` seconds; the worker is replaced, the client gets a 4xx, and the server
 process never holds the parser's memory. Before any parser runs, :func:`~daer.data.mesh_io.check_mesh_limits`
 holds the file to :data:`SERVICE_LIMITS`.
+
+Workers start from a forkserver (not forked from the threaded server). As with any multiprocessing
+user, a script that embeds ``create_app`` must guard its top level with ``if __name__ == "__main__":``;
+``daer serve`` and uvicorn do.
 """
 
 from __future__ import annotations

@@ -141,11 +141,11 @@ THREE_VERTICES = b"v 0 0 0\nv 1 0 0\nv 0 1 0\n"
 @pytest.mark.parametrize(
     ("row", "content", "words"),
     [
-        # one face line of 3.4M corners (20 MB): its fan would be 3.4M triangles
+        # one face line of 10.47M corners (20 MB, as in the probe): its fan would be 10.47M triangles
         (
             2,
-            THREE_VERTICES + b"f" + b" 1 2 3" * 1_130_000 + b"\n",
-            "3,390,000 corners in one face, over the limit of 256",
+            THREE_VERTICES + b"f" + b" 1 2 3" * 3_490_000 + b"\n",
+            "10,470,000 corners in one face, over the limit of 256",
         ),
         # alternating triangles and quads over 4 vertices (20 MB)
         (3, THREE_VERTICES + b"v 0 0 1\n" + b"f 1 2 3\nf 1 2 3 4\n" * 1_100_000, "3,300,000 triangles, over the limit"),

@@ -74,10 +74,9 @@ def caption_sets(rec: Any, group: str, dseed: int) -> list[tuple[str, list[str]]
 
 
 @torch.no_grad()
-def score_parts(model: Any, captions: list[str], points: torch.Tensor) -> dict[str, np.ndarray]:
-    """Scores of each caption with one shape, by component: global, per level (haf), fine, fused."""
+def score_parts(model: Any, captions: list[str], shapes: Any) -> dict[str, np.ndarray]:
+    """Scores of each caption with one encoded shape, by component: global, per level (haf), fine, fused."""
     text = model.encode_text(captions)
-    shapes = model.encode_points(points[None])
     g = model.global_scores(text, shapes)[:, 0]
     out = {"global": g.numpy()}
     if model.haf is not None:
@@ -100,14 +99,17 @@ def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[
     for split, items in recs.items():
         for group in ("train", "heldout"):
             for rec in items:
-                pts = torch.from_numpy(np.asarray(rec.points, dtype=np.float32))
-                for name, caps in caption_sets(rec, group, dseed):
-                    parts = score_parts(model, caps, pts)
+                shapes = model.encode_points(torch.from_numpy(np.asarray(rec.points, dtype=np.float32))[None])
+                sets = caption_sets(rec, group, dseed)
+                parts = score_parts(model, [c for _, caps in sets for c in caps], shapes)
+                at = 0
+                for name, caps in sets:
                     for comp, s in parts.items():
+                        s = s[at : at + len(caps)]
                         cells[f"{split}/{group}"][comp].append(bool(s[0] > s[1:].max()))
-                    if split == "test" and group == "heldout":
-                        ok = bool(parts["fused"][0] > parts["fused"][1:].max())
-                        per_attr[f"{rec.category}.{name}"].append(ok)
+                        if comp == "fused" and split == "test" and group == "heldout":
+                            per_attr[f"{rec.category}.{name}"].append(bool(s[0] > s[1:].max()))
+                    at += len(caps)
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for key, oks in per_attr.items():
         cat, name = key.split(".")

@@ -59,13 +59,12 @@ def test_cache_hit_is_bit_identical_and_persistent(minilm: HFTextEncoder, tmp_pa
     minilm.cache, old = cache, minilm.cache
     try:
         with torch.no_grad():
-            miss = minilm(CAPTIONS + [CAPTIONS[0]])
+            miss = minilm(CAPTIONS)
+            minilm([CAPTIONS[0]])  # a repeat is a hit
             assert cache.misses == 3 and len(cache) == 3
-            hit = minilm(CAPTIONS)
-        assert cache.hits >= 3
-        assert torch.equal(hit.tokens, miss.tokens[:3, : hit.tokens.shape[1]]) and torch.equal(
-            hit.global_, miss.global_[:3]
-        )
+            hit = minilm(CAPTIONS)  # same batch as the miss: BLAS kernels may differ across batch shapes
+        assert cache.hits >= 4
+        assert torch.equal(hit.tokens, miss.tokens) and torch.equal(hit.global_, miss.global_)
         # a fresh cache object on the same file reads from disk, not memory
         disk = TextFeatureCache(tmp_path / "c.sqlite")
         minilm.cache = disk
@@ -102,7 +101,7 @@ def test_tampered_weights_refused(tmp_path: Path) -> None:
         HFTextEncoder(load_config("small", text_encoder=str(folder), text_encoder_sha256=MINILM_SHA256))
     # the same folder as a user's own encoder (no expected hash) loads, and its hash is reported
     enc = HFTextEncoder(load_config("small", text_encoder=str(folder)), cache=TextFeatureCache(None))
-    assert enc.weights_sha256 != MINILM_SHA256 and len(enc(["a bowl"]).words[0]) == 2
+    assert enc.weights_sha256 != MINILM_SHA256 and enc(["a bowl"]).words[0] == ["bowl"]
 
 
 def test_pickle_only_folder_refused(tmp_path: Path) -> None:
@@ -137,8 +136,8 @@ def test_tiny_encoder() -> None:
     cfg = load_config("tiny")
     enc = TinyTextEncoder(cfg)
     f = enc(["A chair, with 4 legs!", "a mug"])
-    assert f.words[0] == ["a", "chair", ",", "with", "4", "legs", "!"]
-    assert f.tokens.shape == (2, 7, cfg.embed_dim) and f.mask.sum().item() == 9
+    assert f.words[0] == ["chair", "4", "legs"]  # content words only: no article, filler or punctuation
+    assert f.tokens.shape == (2, 3, cfg.embed_dim) and f.mask.sum().item() == 4
     torch.testing.assert_close(f.global_.norm(dim=-1), torch.ones(2))
     enc.eval()
     with torch.no_grad():

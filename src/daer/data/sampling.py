@@ -14,6 +14,18 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> t
     Returns:
         points (n, 3) float32 and their face normals (n, 3) float32.
     """
+    points, normals, _ = sample_surface_faces(mesh, n, rng)
+    return points, normals
+
+
+def sample_surface_faces(
+    mesh: trimesh.Trimesh, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sample_surface` that also says which face each point lies on (same draws, same points).
+
+    Returns:
+        points (n, 3) float32, their face normals (n, 3) float32 and face indices (n,) int64.
+    """
     if len(mesh.faces) == 0:
         raise BadInputError("mesh has no faces")
     areas = mesh.area_faces
@@ -27,7 +39,7 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> t
     u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
     points = tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + v[:, None] * (tri[:, 2] - tri[:, 0])
     normals = mesh.face_normals[face]
-    return points.astype(np.float32), normals.astype(np.float32)
+    return points.astype(np.float32), normals.astype(np.float32), np.asarray(face, dtype=np.int64)
 
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:

@@ -10,6 +10,9 @@ is the prefix of a bigger one, shards can be built in any order or in parallel, 
   combinations as it can.
 - Geometry, point sampling, captions and augmentation each draw from their own stream
   ``default_rng([seed, index, stream])``, so changing the point count does not change the mesh or captions.
+- Part labels: each builder tags its parts with the attributes they express; the label of the face a point
+  was sampled from becomes the point's ``point_attrs`` bits (:func:`attribute_bits`). Labels take no draws,
+  so the points are the same with or without them.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import zlib
 import numpy as np
 
 from daer.data.record import ShapeRecord
-from daer.data.sampling import normalize_unit_sphere, sample_surface
+from daer.data.sampling import normalize_unit_sphere, sample_surface_faces
 from daer.data.synth.captions import CaptionDraw, draw_captions
+from daer.data.synth.geometry.parts import face_labels
 from daer.data.synth.geometry_registry import builder_for
 from daer.data.synth.splits import split_of
-from daer.data.synth.taxonomy import CATEGORIES, combinations
+from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY, combinations
 from daer.errors import BadInputError
 
 _GEOMETRY, _SAMPLING, _CAPTIONS, _AUGMENT = 0, 1, 2, 3
@@ -67,6 +71,21 @@ def caption_draws(index: int, seed: int, n_captions: int = 3) -> list[CaptionDra
     return draw_captions(category, attributes, group, np.random.default_rng([seed, index, _CAPTIONS]), n_captions)
 
 
+def attribute_bits(category: str, names: frozenset[str] | set[str]) -> int:
+    """The ``point_attrs`` mask of a part expressing these attributes: bit i for the i-th attribute of the category
+    (taxonomy order). Unknown names are a builder bug and raise ValueError."""
+    order = list(TAXONOMY[category])
+    unknown = sorted(set(names) - set(order))
+    if unknown:
+        raise ValueError(f"{category} parts tagged with unknown attribute(s) {unknown}; it has {order}")
+    return sum(1 << order.index(n) for n in names)
+
+
+def attribute_mask(category: str, attribute: str) -> int:
+    """The ``point_attrs`` bit of one attribute of a category."""
+    return attribute_bits(category, {attribute})
+
+
 def _yaw(points: np.ndarray, normals: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     angle = rng.uniform(0.0, 2.0 * np.pi)
     c, s = np.cos(angle), np.sin(angle)
@@ -95,7 +114,8 @@ def generate_record(
         jitter: standard deviation of Gaussian noise added to the points, clipped at 3 sigma (0 = off).
 
     Returns:
-        A record with (n_points, 3) float32 points in the unit sphere and (n_points, 3) float32 unit normals.
+        A record with (n_points, 3) float32 points in the unit sphere, (n_points, 3) float32 unit normals
+        and (n_points,) uint16 part labels ``point_attrs``.
     """
     _check_index_seed(index, seed)
     if n_points < 1:
@@ -106,7 +126,10 @@ def generate_record(
     split = split_of(category, attributes, seed)
 
     mesh = builder_for(category)(dict(attributes), np.random.default_rng([seed, index, _GEOMETRY]))
-    points, normals = sample_surface(mesh, n_points, np.random.default_rng([seed, index, _SAMPLING]))
+    points, normals, faces = sample_surface_faces(mesh, n_points, np.random.default_rng([seed, index, _SAMPLING]))
+    label_sets, face_label = face_labels(mesh)
+    masks = np.array([attribute_bits(category, s) for s in label_sets], dtype=np.uint16)
+    point_attrs = masks[face_label[faces]]  # (N,) uint16
     points = normalize_unit_sphere(points)  # (N, 3) float32
     normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     if yaw or jitter > 0.0:
@@ -127,4 +150,5 @@ def generate_record(
         points=np.ascontiguousarray(points, dtype=np.float32),
         normals=np.ascontiguousarray(normals, dtype=np.float32),
         source="synth",
+        point_attrs=np.ascontiguousarray(point_attrs, dtype=np.uint16),
     )

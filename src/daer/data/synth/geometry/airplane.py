@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box_between, merge, uniform
+from daer.data.synth.geometry.parts import box_between, merge, tag, uniform
 from daer.data.synth.geometry.revolve import plate, solid
 
 _ALONG_Y = trimesh.transformations.rotation_matrix(-np.pi / 2, [1.0, 0.0, 0.0])  # lathe axis +z -> +y
@@ -39,7 +39,11 @@ def _wing_pair(
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build an airplane mesh (+z up, front -y) for ``engines``, ``wings`` and ``tail`` values."""
+    """Build an airplane mesh (+z up, front -y) for ``engines``, ``wings`` and ``tail`` values.
+
+    Part labels: wings -> ``wings``; nacelles and pylons -> ``engines``; fin and stabiliser -> ``tail``;
+    the fuselage expresses none.
+    """
     fus_r = uniform(rng, 0.9, 1.1)
     fus_len = fus_r * uniform(rng, 10.0, 13.0)
     nose = 1.6 * fus_r
@@ -60,7 +64,8 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     else:
         root_le = -fus_len * uniform(rng, 0.08, 0.14)
         sweep = (root_c - tip_c) / (4.0 * span) + np.tan(np.radians(uniform(rng, -2.0, 3.0)))
-    parts += _wing_pair(root_le, root_c, root_le + sweep * span, tip_c, span, wing_z, wing_t, 0.75 * fus_r)
+    wings = _wing_pair(root_le, root_c, root_le + sweep * span, tip_c, span, wing_z, wing_t, 0.75 * fus_r)
+    parts += [tag(w, "wings") for w in wings]
 
     # engines under the wings
     fractions = (
@@ -80,12 +85,12 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         le = root_le + sweep * x
         z_top = wing_z - wing_t / 2 - pylon
         for side in (1.0, -1.0):
-            parts.append(_along_y(nacelle, (side * x, le - 0.55 * eng_len, z_top - eng_r)))
+            parts.append(tag(_along_y(nacelle, (side * x, le - 0.55 * eng_len, z_top - eng_r)), "engines"))
             lo, hi = (
                 (side * x - 0.06 * fus_r, le, z_top - 0.2 * eng_r),
                 (side * x + 0.06 * fus_r, le + 0.35 * eng_len, wing_z),
             )
-            parts.append(box_between(lo, hi))
+            parts.append(tag(box_between(lo, hi), "engines"))
 
     # tail: vertical fin, then the stabiliser on the fuselage or on top of the fin
     fin_h, fin_c = fus_r * uniform(rng, 2.6, 3.4), fus_r * uniform(rng, 2.0, 2.6)
@@ -93,7 +98,7 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     fin_sweep, fin_tip = fin_c * uniform(rng, 0.5, 0.7), fin_c * uniform(rng, 0.45, 0.6)
     fin = [(fin_root, 0.5 * fus_r), (fin_root + fin_c, 0.5 * fus_r)]
     fin += [(fin_root + fin_sweep + fin_tip, fus_r + fin_h), (fin_root + fin_sweep, fus_r + fin_h)]
-    parts.append(plate(fin, 0.14 * fus_r, (0, 0, 0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+    parts.append(tag(plate(fin, 0.14 * fus_r, (0, 0, 0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), "tail"))
     stab_span = span * uniform(rng, 0.3, 0.38)
     stab_c = fus_r * uniform(rng, 1.5, 1.9)
     if attributes["tail"] == "t_tail":
@@ -101,5 +106,6 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     else:
         stab_le, stab_z = fus_len / 2 - stab_c - 0.3 * fus_r, 0.1 * fus_r
     stab_sweep = stab_span * uniform(rng, 0.45, 0.65)
-    parts += _wing_pair(stab_le, stab_c, stab_le + stab_sweep, 0.45 * stab_c, stab_span, stab_z, 0.12 * fus_r)
+    stabiliser = _wing_pair(stab_le, stab_c, stab_le + stab_sweep, 0.45 * stab_c, stab_span, stab_z, 0.12 * fus_r)
+    parts += [tag(s, "tail") for s in stabiliser]
     return merge(parts)

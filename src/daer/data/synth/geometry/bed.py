@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, merge, uniform
+from daer.data.synth.geometry.parts import box, box_between, merge, tag, uniform
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a bed mesh (+z up, length along y, head at +y, foot facing -y)."""
+    """Build a bed mesh (+z up, length along y, head at +y, foot facing -y).
+
+    Part labels: frame and mattress -> ``width``; headboard -> ``headboard``; footboard -> ``footboard``;
+    legs, pillows and blanket express none.
+    """
     double = attributes["width"] == "double"
     w = uniform(rng, 1.4, 1.8) if double else uniform(rng, 0.9, 1.05)
     length = uniform(rng, 1.95, 2.15)
@@ -19,10 +23,11 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     inset = uniform(rng, 0.0, 0.03)
     z_frame, z_mat = leg_h + frame_h, leg_h + frame_h + mat_h
 
-    parts = [box_between((-w / 2.0, -length / 2.0, leg_h), (w / 2.0, length / 2.0, z_frame))]
-    parts.append(
-        box_between((-w / 2.0 + inset, -length / 2.0 + inset, z_frame), (w / 2.0 - inset, length / 2.0 - inset, z_mat))
+    parts = [tag(box_between((-w / 2.0, -length / 2.0, leg_h), (w / 2.0, length / 2.0, z_frame)), "width")]
+    mattress = box_between(
+        (-w / 2.0 + inset, -length / 2.0 + inset, z_frame), (w / 2.0 - inset, length / 2.0 - inset, z_mat)
     )
+    parts.append(tag(mattress, "width"))
     lt = uniform(rng, 0.05, 0.08)
     for sx in (-1.0, 1.0):
         for sy in (-1.0, 1.0):
@@ -46,8 +51,8 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     bt = uniform(rng, 0.04, 0.08)
     if attributes["headboard"] == "yes":
         top = z_mat + uniform(rng, 0.45, 0.7)
-        parts.append(box_between((-w / 2.0, length / 2.0, 0.0), (w / 2.0, length / 2.0 + bt, top)))
+        parts.append(tag(box_between((-w / 2.0, length / 2.0, 0.0), (w / 2.0, length / 2.0 + bt, top)), "headboard"))
     if attributes["footboard"] == "yes":
         top = z_mat + uniform(rng, 0.28, 0.4)
-        parts.append(box_between((-w / 2.0, -length / 2.0 - bt, 0.0), (w / 2.0, -length / 2.0, top)))
+        parts.append(tag(box_between((-w / 2.0, -length / 2.0 - bt, 0.0), (w / 2.0, -length / 2.0, top)), "footboard"))
     return merge(parts)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import uniform
+from daer.data.synth.geometry.parts import face_centers, tag_faces, uniform
 from daer.data.synth.geometry.revolve import loft
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a bottle mesh (+z up, front -y) for ``body``, ``neck`` and ``cap`` values."""
+    """Build a bottle mesh (+z up, front -y) for ``body``, ``neck`` and ``cap`` values.
+
+    Part labels (regions of the one lofted outline): body and shoulder -> ``body``; neck, with the rim and
+    well of an open mouth -> ``neck``; cap -> ``cap``.
+    """
     body_r = uniform(rng, 0.9, 1.1)
     body_h = body_r * uniform(rng, 2.2, 3.0)
     neck_r = body_r * uniform(rng, 0.28, 0.36)
@@ -38,4 +42,10 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     square = 1.0 if attributes["body"] == "square" else 0.0
     # square bodies stay square up to the shoulder and turn round by the neck
     squareness = [square] * 4 + list(square * np.cos(a[1:]) ** 2) + [0.0] * (len(outline) - 11)
-    return loft(outline, squareness, sections=40)
+    bottle = loft(outline, squareness, sections=40)
+    z = face_centers(bottle)[:, 2]
+    neck_start = body_h + shoulder
+    cap = z >= top - 1e-9 if attributes["cap"] == "yes" else np.zeros(len(z), dtype=bool)
+    tag_faces(bottle, z < neck_start, "body")
+    tag_faces(bottle, (z >= neck_start) & ~cap, "neck")
+    return tag_faces(bottle, cap, "cap")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, uniform, without_faces
+from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, tag, uniform, without_faces
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a cabinet mesh (+z up, drawers facing -y)."""
+    """Build a cabinet mesh (+z up, drawers facing -y).
+
+    Part labels: drawer fronts, handles and standoffs -> ``drawers``; legs -> ``legs``; the body, top and
+    plinth express none.
+    """
     n = int(attributes["drawers"])
     w, d = uniform(rng, 0.5, 0.9), uniform(rng, 0.4, 0.55)
     body_h = uniform(rng, 0.6, 1.1)
@@ -33,14 +37,14 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     y_front = -d / 2.0 - front_t
     for i in range(n):
         zc = z0 + margin + dh / 2.0 + i * (dh + gap)
-        parts.append(
-            box_between((-w / 2.0 + margin, y_front, zc - dh / 2.0), (w / 2.0 - margin, -d / 2.0, zc + dh / 2.0))
-        )
+        front = box_between((-w / 2.0 + margin, y_front, zc - dh / 2.0), (w / 2.0 - margin, -d / 2.0, zc + dh / 2.0))
+        parts.append(tag(front, "drawers"))
         yh = y_front - standoff
-        parts.append(cylinder_between((-bar_len / 2.0, yh, zc), (bar_len / 2.0, yh, zc), bar_r, sections=12))
+        bar = cylinder_between((-bar_len / 2.0, yh, zc), (bar_len / 2.0, yh, zc), bar_r, sections=12)
+        parts.append(tag(bar, "drawers"))
         for sx in (-1.0, 1.0):
             x = sx * bar_len * 0.4
-            parts.append(cylinder_between((x, y_front, zc), (x, yh, zc), bar_r * 0.8, sections=8))
+            parts.append(tag(cylinder_between((x, y_front, zc), (x, yh, zc), bar_r * 0.8, sections=8), "drawers"))
 
     if plinth:
         r = uniform(rng, 0.02, 0.05)
@@ -50,5 +54,5 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         inset = lt / 2.0 + uniform(rng, 0.0, 0.04)
         for sx in (-1.0, 1.0):
             for sy in (-1.0, 1.0):
-                parts.append(box((sx * (w / 2.0 - inset), sy * (d / 2.0 - inset), z0 / 2.0), (lt, lt, z0)))
+                parts.append(tag(box((sx * (w / 2.0 - inset), sy * (d / 2.0 - inset), z0 / 2.0), (lt, lt, z0)), "legs"))
     return merge(parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box_between, cylinder_between, merge, uniform
+from daer.data.synth.geometry.parts import box_between, cylinder_between, merge, tag, uniform
 from daer.data.synth.geometry.revolve import plate
 
 _Y, _Z = (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
@@ -49,14 +49,18 @@ def _top(kind: str, length: float, width: float, z: float, rng: np.random.Genera
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a car mesh (+z up, front -y) for ``body`` and ``wheels`` values."""
+    """Build a car mesh (+z up, front -y) for ``body`` and ``wheels`` values.
+
+    Part labels: the upper body (cabin, pickup bed walls, van box) -> ``body``; wheels -> ``wheels``; the
+    lower body, the same for every silhouette, expresses none.
+    """
     length = uniform(rng, 4.2, 4.8)
     width = length * uniform(rng, 0.38, 0.42)
     wheel_r, tyre = length * uniform(rng, 0.075, 0.085), length * uniform(rng, 0.06, 0.07)
     clearance = wheel_r * uniform(rng, 0.8, 0.95)
     lower_h = wheel_r * uniform(rng, 1.6, 1.9)
     parts = [box_between((-width / 2, -length / 2, clearance), (width / 2, length / 2, clearance + lower_h))]
-    parts += _top(attributes["body"], length, width, clearance + lower_h, rng)
+    parts += [tag(p, "body") for p in _top(attributes["body"], length, width, clearance + lower_h, rng)]
 
     axles = [-length / 2 + length * uniform(rng, 0.17, 0.2)]
     rear = length / 2 - length * uniform(rng, 0.17, 0.21)
@@ -68,5 +72,5 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     for y in axles:
         for side in (1.0, -1.0):
             p0, p1 = (side * (x_out - tyre), y, wheel_r), (side * x_out, y, wheel_r)
-            parts.append(cylinder_between(p0, p1, wheel_r, sections=20))
+            parts.append(tag(cylinder_between(p0, p1, wheel_r, sections=20), "wheels"))
     return merge(parts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, merge, uniform, without_faces
+from daer.data.synth.geometry.parts import box, box_between, merge, tag, uniform, without_faces
 
 
 def gable(half_w: float, y0: float, y1: float, z_eave: float, z_ridge: float) -> trimesh.Trimesh:
@@ -37,12 +37,16 @@ def facade_openings(w: float, y_wall: float, out: float, storeys: int, s: float,
                 dw = min(uniform(rng, 0.18, 0.26), 0.75 * slot)
                 parts.append(slab(x - dw / 2.0, x + dw / 2.0, 0.0, s * uniform(rng, 0.65, 0.8), out * 0.3))
             else:
-                parts.append(slab(x - ww / 2.0, x + ww / 2.0, f * s + sill, f * s + sill + wh, out))
+                parts.append(tag(slab(x - ww / 2.0, x + ww / 2.0, f * s + sill, f * s + sill + wh, out), "floors"))
     return parts
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a house mesh (+z up, front door and window rows facing -y)."""
+    """Build a house mesh (+z up, front door and window rows facing -y).
+
+    Part labels: window rows and floor bands (what counts the storeys) -> ``floors``; roof (gable, or slab
+    and parapet) -> ``roof``; chimney -> ``chimney``; the walls and the door express none.
+    """
     n = int(attributes["floors"])
     w, d = uniform(rng, 0.9, 1.4), uniform(rng, 0.7, 1.0)
     s = uniform(rng, 0.3, 0.4)  # storey height
@@ -58,31 +62,32 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     for f in range(1, n):
         z = f * s
         for sy in (-1.0, 1.0):
-            parts.append(box((0.0, sy * (d / 2.0 + bp / 2.0), z), (w + 2.0 * bp, bp, bh)))
+            parts.append(tag(box((0.0, sy * (d / 2.0 + bp / 2.0), z), (w + 2.0 * bp, bp, bh)), "floors"))
         for sx in (-1.0, 1.0):
-            parts.append(box((sx * (w / 2.0 + bp / 2.0), 0.0, z), (bp, d, bh)))
+            parts.append(tag(box((sx * (w / 2.0 + bp / 2.0), 0.0, z), (bp, d, bh)), "floors"))
 
     if attributes["roof"] == "gabled":
         eave = uniform(rng, 0.04, 0.1)
         ridge = h + (w / 2.0 + eave) * np.tan(np.radians(uniform(rng, 28.0, 42.0)))
-        parts.append(gable(w / 2.0 + eave, -d / 2.0, d / 2.0, h, ridge))
+        parts.append(tag(gable(w / 2.0 + eave, -d / 2.0, d / 2.0, h, ridge), "roof"))
         roof_top = ridge
     else:
         slab = uniform(rng, 0.04, 0.08)
-        parts.append(without_faces(box((0.0, 0.0, h + slab / 2.0), (w, d, slab)), (0.0, 0.0, -1.0)))
+        parts.append(tag(without_faces(box((0.0, 0.0, h + slab / 2.0), (w, d, slab)), (0.0, 0.0, -1.0)), "roof"))
         roof_top = h + slab
         if rng.random() < 0.6:
             ph, pt = uniform(rng, 0.06, 0.12), uniform(rng, 0.025, 0.04)
             z = roof_top + ph / 2.0
             for sy in (-1.0, 1.0):
-                parts.append(box((0.0, sy * (d - pt) / 2.0, z), (w, pt, ph)))
+                parts.append(tag(box((0.0, sy * (d - pt) / 2.0, z), (w, pt, ph)), "roof"))
             for sx in (-1.0, 1.0):
-                parts.append(box((sx * (w - pt) / 2.0, 0.0, z), (pt, d, ph)))
+                parts.append(tag(box((sx * (w - pt) / 2.0, 0.0, z), (pt, d, ph)), "roof"))
 
     if attributes["chimney"] == "yes":
         cx, cy = uniform(rng, 0.1, 0.15), uniform(rng, 0.1, 0.16)
         x = rng.choice([-1.0, 1.0]) * w * uniform(rng, 0.2, 0.3)
         y = d * uniform(rng, -0.2, 0.2)
         extra = uniform(rng, 0.12, 0.25) if attributes["roof"] == "gabled" else uniform(rng, 0.25, 0.4)
-        parts.append(box_between((x - cx / 2.0, y - cy / 2.0, h), (x + cx / 2.0, y + cy / 2.0, roof_top + extra)))
+        stack = box_between((x - cx / 2.0, y - cy / 2.0, h), (x + cx / 2.0, y + cy / 2.0, roof_top + extra))
+        parts.append(tag(stack, "chimney"))
     return merge(parts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, cylinder_between, merge, sphere, uniform
+from daer.data.synth.geometry.parts import box, cylinder_between, merge, sphere, tag, uniform
 from daer.data.synth.geometry.revolve import open_shell
 
 
@@ -29,7 +29,10 @@ def _shade(kind: str, radius: float, z0: float, rng: np.random.Generator) -> tup
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a lamp mesh (+z up, front -y) for ``shade``, ``base`` and ``height`` values."""
+    """Build a lamp mesh (+z up, front -y) for ``shade``, ``base`` and ``height`` values.
+
+    Part labels: shade -> ``shade``; base -> ``base``; pole (its length sets the height) -> ``height``.
+    """
     shade_r = uniform(rng, 0.9, 1.2)
     base_half = shade_r * uniform(rng, 0.8, 1.15)
     base_t = base_half * uniform(rng, 0.12, 0.2)
@@ -42,4 +45,4 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     pole_r = shade_r * uniform(rng, 0.05, 0.07)
     shade, pole_top = _shade(attributes["shade"], shade_r, base_t + pole_len, rng)
     pole = cylinder_between((0, 0, base_t), (0, 0, pole_top), pole_r, sections=12)
-    return merge([base, pole, shade])
+    return merge([tag(base, "base"), tag(pole, "height"), tag(shade, "shade")])

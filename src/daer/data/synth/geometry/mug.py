@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import merge, uniform
+from daer.data.synth.geometry.parts import merge, tag, uniform
 from daer.data.synth.geometry.revolve import tube, vessel
 
 
@@ -25,14 +25,17 @@ def _handle(bottom_r: float, top_r: float, height: float, rng: np.random.Generat
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a mug mesh (+z up, front -y) for ``handle``, ``shape`` and ``height`` values."""
+    """Build a mug mesh (+z up, front -y) for ``handle``, ``shape`` and ``height`` values.
+
+    Part labels: the cup -> ``shape``, ``height``; handle -> ``handle``.
+    """
     bottom_r = uniform(rng, 0.9, 1.1)
     top_r = bottom_r * (uniform(rng, 1.3, 1.45) if attributes["shape"] == "tapered" else uniform(rng, 0.98, 1.03))
     ratio = uniform(rng, 0.7, 0.9) if attributes["height"] == "short" else uniform(rng, 1.4, 1.75)
     height = ratio * (bottom_r + top_r)
     wall = bottom_r * uniform(rng, 0.05, 0.08)
     body = vessel([(0.0, 0.0), (bottom_r, 0.0), (top_r, height)], wall, sections=40)
-    parts = [body]
+    parts = [tag(body, "shape", "height")]
     if attributes["handle"] == "yes":
-        parts.append(_handle(bottom_r, top_r, height, rng))
+        parts.append(tag(_handle(bottom_r, top_r, height, rng), "handle"))
     return merge(parts)

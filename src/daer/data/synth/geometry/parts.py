@@ -2,6 +2,12 @@
 
 All points are world coordinates (+z up, front facing -y). Every primitive is a closed triangle mesh;
 builders concatenate them with :func:`merge` (parts may overlap, only the surface is sampled).
+
+Part labels (the ground truth for grounding, SYNTH_SPEC.md "Part labels"): a builder marks each part with
+the names of the attributes it expresses, :func:`tag` for a whole part or :func:`tag_faces` for a region of
+one (a bottle's neck on a single lofted outline). The labels live per face in ``mesh.metadata`` and are
+carried through :func:`merge` and :func:`without_faces`; :func:`face_labels` reads them back. Tagging never
+touches the geometry or a random stream, so labelled builds are bit-identical to unlabelled ones.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from trimesh.creation import icosphere, revolve
 from trimesh.geometry import align_vectors
 
 Vec = Sequence[float] | np.ndarray
+LABELS_KEY = "daer_part_attrs"  # metadata: (label sets, per-face index into them)
 
 
 def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -100,12 +107,74 @@ def without_faces(mesh: trimesh.Trimesh, direction: Vec) -> trimesh.Trimesh:
     """Drop the faces whose normal points along ``direction`` (hidden caps that would only soak up samples)."""
     unit = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
     keep = mesh.face_normals @ unit < 0.99
-    return trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+    out = trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+    sets, index = face_labels(mesh)
+    _set_labels(out, sets, index[keep])
+    return out
+
+
+def face_labels(mesh: trimesh.Trimesh) -> tuple[tuple[frozenset[str], ...], np.ndarray]:
+    """The part labels of a mesh: (label sets, (F,) int32 index of each face's set).
+
+    An untagged mesh has one empty set for every face.
+    """
+    stored = mesh.metadata.get(LABELS_KEY)
+    if stored is None:
+        return (frozenset(),), np.zeros(len(mesh.faces), dtype=np.int32)
+    if len(stored[1]) != len(mesh.faces):
+        raise ValueError(f"part labels cover {len(stored[1])} faces, the mesh has {len(mesh.faces)}: tag after editing")
+    return stored
+
+
+def _set_labels(mesh: trimesh.Trimesh, sets: Sequence[frozenset[str]], index: np.ndarray) -> None:
+    """Store labels, dropping unused and duplicate sets (so the stored form is canonical and small)."""
+    used = np.unique(index)
+    canon = sorted({sets[int(i)] for i in used}, key=lambda s: tuple(sorted(s)))
+    where = {s: k for k, s in enumerate(canon)}
+    remap = np.zeros(max(len(sets), 1), dtype=np.int32)
+    for i in used:
+        remap[int(i)] = where[sets[int(i)]]
+    mesh.metadata[LABELS_KEY] = (tuple(canon), remap[index].astype(np.int32))
+
+
+def tag_faces(mesh: trimesh.Trimesh, faces: np.ndarray, *attributes: str) -> trimesh.Trimesh:
+    """Add attribute names to the labels of the selected faces (a boolean mask or indices); returns the mesh."""
+    sets, index = face_labels(mesh)
+    chosen = np.zeros(len(mesh.faces), dtype=bool)
+    chosen[np.asarray(faces)] = True
+    added = frozenset(attributes)
+    new_sets = list(sets) + [s | added for s in sets]
+    _set_labels(mesh, new_sets, np.where(chosen, index + len(sets), index))
+    return mesh
+
+
+def tag(mesh: trimesh.Trimesh, *attributes: str) -> trimesh.Trimesh:
+    """Mark a whole part as expressing these attributes (added to any labels it has); returns the mesh."""
+    return tag_faces(mesh, np.ones(len(mesh.faces), dtype=bool), *attributes)
+
+
+def face_centers(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(F, 3) face centroids, computed without touching the mesh's caches (which ``merge`` would copy)."""
+    return np.asarray(mesh.vertices)[np.asarray(mesh.faces)].mean(axis=1)
 
 
 def merge(parts: Iterable[trimesh.Trimesh]) -> trimesh.Trimesh:
-    """Concatenate parts into one mesh (no boolean union: overlapping parts keep their own faces)."""
+    """Concatenate parts into one mesh (no boolean union: overlapping parts keep their own faces).
+
+    Face order is the parts' order, so each part's labels follow its faces into the merged mesh.
+    """
     parts = [p for p in parts if p is not None and len(p.faces) > 0]
     if not parts:
         raise ValueError("no parts to merge")
-    return trimesh.util.concatenate(parts)
+    labels = [face_labels(p) for p in parts]
+    out = trimesh.util.concatenate(parts)
+    sets: list[frozenset[str]] = []
+    index = []
+    for part_sets, part_index in labels:
+        index.append(part_index + len(sets))
+        sets.extend(part_sets)
+    index_all = np.concatenate(index)
+    if len(index_all) != len(out.faces):
+        raise ValueError(f"merge changed the face count ({len(index_all)} -> {len(out.faces)}): labels would drift")
+    _set_labels(out, sets, index_all)
+    return out

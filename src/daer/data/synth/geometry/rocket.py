@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import merge, uniform
+from daer.data.synth.geometry.parts import face_centers, merge, tag, tag_faces, uniform
 from daer.data.synth.geometry.revolve import plate, solid
 
 
@@ -24,12 +24,17 @@ def _body(radius: float, length: float, nose: str, nose_len: float, base: float)
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a rocket mesh (+z up, front -y) for ``fins``, ``boosters`` and ``nose`` values."""
+    """Build a rocket mesh (+z up, front -y) for ``fins``, ``boosters`` and ``nose`` values.
+
+    Part labels: the main body's nose (above the cylinder) -> ``nose``; fins -> ``fins``; boosters ->
+    ``boosters``; the rest of the body expresses none.
+    """
     radius = uniform(rng, 0.9, 1.1)
     length = radius * uniform(rng, 6.5, 8.5)
     nose_len = radius * (uniform(rng, 2.2, 3.0) if attributes["nose"] == "pointed" else uniform(rng, 0.8, 1.1))
     base = -0.35 * radius
-    parts = [_body(radius, length, attributes["nose"], nose_len, base)]
+    body = _body(radius, length, attributes["nose"], nose_len, base)
+    parts = [tag_faces(body, face_centers(body)[:, 2] > length, "nose")]
 
     n_fins = int(attributes["fins"])
     span, root = radius * uniform(rng, 1.65, 2.0), radius * uniform(rng, 1.5, 2.0)
@@ -38,7 +43,7 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     start = np.pi / 4 if n_fins == 4 else np.pi / 2  # 45/135/.. or 90/210/330 degrees: clear of +-x boosters
     for k in range(n_fins):
         phi = start + 2 * np.pi * k / n_fins
-        parts.append(plate(outline, 0.12 * radius, (0, 0, 0), (np.cos(phi), np.sin(phi), 0.0), (0, 0, 1)))
+        parts.append(tag(plate(outline, 0.12 * radius, (0, 0, 0), (np.cos(phi), np.sin(phi), 0.0), (0, 0, 1)), "fins"))
 
     if attributes["boosters"] == "2":
         b_r = radius * uniform(rng, 0.4, 0.5)
@@ -46,5 +51,5 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         for side in (1.0, -1.0):
             booster = _body(b_r, b_len, "pointed", b_r * uniform(rng, 1.6, 2.2), 0.7 * base)
             booster.apply_translation((side * (radius + 0.95 * b_r), 0.0, 0.0))
-            parts.append(booster)
+            parts.append(tag(booster, "boosters"))
     return merge(parts)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, merge, uniform
+from daer.data.synth.geometry.parts import box, box_between, merge, tag, uniform
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a sofa mesh (+z up, front -y, length along x); cushions are split by clear seams."""
+    """Build a sofa mesh (+z up, front -y, length along x); cushions are split by clear seams.
+
+    Part labels: seat cushions -> ``seats``; back cushions (one per seat) -> ``seats``, ``back``; the back
+    -> ``back``; arms -> ``armrests``; the base and feet express none.
+    """
     n = int(attributes["seats"])
     cw = uniform(rng, 0.5, 0.62)  # cushion width
     gap = uniform(rng, 0.14, 0.18)  # seam between cushions, wide enough to read in a sparse cloud
@@ -28,19 +32,19 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
 
     y_back = d / 2.0 - back_t  # front face of the back
     parts = [box_between((-x0, -d / 2.0, foot_h), (x0, d / 2.0, zb))]
-    parts.append(box_between((-x0, y_back, foot_h), (x0, d / 2.0, zs + back_h)))
+    parts.append(tag(box_between((-x0, y_back, foot_h), (x0, d / 2.0, zs + back_h)), "back"))
     for i in range(n):
         xc = -x0 + cw / 2.0 + i * (cw + gap)
-        parts.append(box((xc, (-d / 2.0 + y_back) / 2.0, zb + ch / 2.0), (cw, seat_d, ch)))
+        parts.append(tag(box((xc, (-d / 2.0 + y_back) / 2.0, zb + ch / 2.0), (cw, seat_d, ch)), "seats"))
         if rng.random() < 0.8:  # back cushion
             bd = uniform(rng, 0.08, 0.14)
             bh = back_h * uniform(rng, 0.7, 0.9)
-            parts.append(box((xc, y_back - bd / 2.0, zs + bh / 2.0), (cw, bd, bh)))
+            parts.append(tag(box((xc, y_back - bd / 2.0, zs + bh / 2.0), (cw, bd, bh)), "seats", "back"))
     if arms:
         arm_top = zs + uniform(rng, 0.14, min(0.24, back_h))
         for sx in (-1.0, 1.0):
             lo, hi = sorted((sx * x0, sx * (x0 + aw)))
-            parts.append(box_between((lo, -d / 2.0, foot_h), (hi, d / 2.0, arm_top)))
+            parts.append(tag(box_between((lo, -d / 2.0, foot_h), (hi, d / 2.0, arm_top)), "armrests"))
     # Short feet under the corners.
     half = x0 + aw
     ft = uniform(rng, 0.04, 0.07)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, cylinder_between, merge, uniform
+from daer.data.synth.geometry.parts import box, cylinder_between, merge, tag, uniform
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a stool mesh (+z up); the seat has no back, the legs stay separate near the floor."""
+    """Build a stool mesh (+z up); the seat has no back, the legs stay separate near the floor.
+
+    Part labels: seat -> ``seat``; legs -> ``legs``, ``height`` (their length sets the height); the footrest
+    (tall stools only) -> ``height``.
+    """
     n_legs = int(attributes["legs"])
     size = uniform(rng, 0.32, 0.44)  # seat diameter or side
     t = uniform(rng, 0.035, 0.06)
@@ -27,12 +31,15 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     angles = np.pi / 2.0 + 2.0 * np.pi * np.arange(n_legs) / n_legs + (np.pi / 4.0 if n_legs == 4 else 0.0)
     tops = [(top_r * np.cos(a), top_r * np.sin(a), h - t) for a in angles]
     feet = [((top_r + splay) * np.cos(a), (top_r + splay) * np.sin(a), 0.0) for a in angles]
-    parts = [seat] + [cylinder_between(f, p, r_leg, sections=16) for f, p in zip(feet, tops, strict=True)]
+    legs = [tag(cylinder_between(f, p, r_leg, sections=16), "legs", "height") for f, p in zip(feet, tops, strict=True)]
+    parts = [tag(seat, "seat"), *legs]
 
     if attributes["height"] == "tall" and rng.random() < 0.6:
         # Footrest: stretchers joining neighbouring legs, well above the floor.
         k = uniform(rng, 0.38, 0.5)
         ring = [np.add(np.multiply(f, 1.0 - k), np.multiply(p, k)) for f, p in zip(feet, tops, strict=True)]
         r_bar = r_leg * uniform(rng, 0.6, 0.9)
-        parts += [cylinder_between(ring[i], ring[(i + 1) % n_legs], r_bar, sections=12) for i in range(n_legs)]
+        parts += [
+            tag(cylinder_between(ring[i], ring[(i + 1) % n_legs], r_bar, sections=12), "height") for i in range(n_legs)
+        ]
     return merge(parts)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, uniform
+from daer.data.synth.geometry.parts import box, box_between, cylinder_between, merge, tag, uniform
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a table mesh (+z up); the height is a ratio of the top's longest side, so it reads at any size."""
+    """Build a table mesh (+z up); the height is a ratio of the top's longest side, so it reads at any size.
+
+    Part labels: top -> ``top``; legs, or the pedestal's column and base -> ``legs``, ``height``.
+    """
     top = attributes["top"]
     major = uniform(rng, 0.8, 1.6)
     hx, hy = major / 2.0, major / 2.0
@@ -19,9 +22,9 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
     t = major * uniform(rng, 0.025, 0.05)
 
     if top == "round":
-        parts = [cylinder_between((0.0, 0.0, h - t), (0.0, 0.0, h), hx, sections=48)]
+        parts = [tag(cylinder_between((0.0, 0.0, h - t), (0.0, 0.0, h), hx, sections=48), "top")]
     else:
-        parts = [box((0.0, 0.0, h - t / 2.0), (2.0 * hx, 2.0 * hy, t))]
+        parts = [tag(box((0.0, 0.0, h - t / 2.0), (2.0 * hx, 2.0 * hy, t)), "top")]
 
     n_legs = int(attributes["legs"])
     if n_legs == 1:
@@ -29,11 +32,12 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         col_r = major * uniform(rng, 0.05, 0.08)
         base_t = h * uniform(rng, 0.04, 0.08)
         base_r = min(hx, hy) * uniform(rng, 0.45, 0.7)
-        parts.append(cylinder_between((0.0, 0.0, 0.0), (0.0, 0.0, h - t), col_r, sections=24))
+        parts.append(tag(cylinder_between((0.0, 0.0, 0.0), (0.0, 0.0, h - t), col_r, sections=24), "legs", "height"))
         if rng.random() < 0.5:
-            parts.append(cylinder_between((0.0, 0.0, 0.0), (0.0, 0.0, base_t), base_r, sections=32))
+            foot = cylinder_between((0.0, 0.0, 0.0), (0.0, 0.0, base_t), base_r, sections=32)
         else:
-            parts.append(box((0.0, 0.0, base_t / 2.0), (2.0 * base_r, 2.0 * base_r, base_t)))
+            foot = box((0.0, 0.0, base_t / 2.0), (2.0 * base_r, 2.0 * base_r, base_t))
+        parts.append(tag(foot, "legs", "height"))
         return merge(parts)
 
     lt = major * uniform(rng, 0.045, 0.07)  # leg side / diameter
@@ -49,7 +53,8 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
         spots = [(k * hx * np.cos(a), k * hy * np.sin(a)) for a in angles]
     for x, y in spots:
         if round_legs:
-            parts.append(cylinder_between((x, y, 0.0), (x, y, h - t), lt / 2.0, sections=16))
+            one = cylinder_between((x, y, 0.0), (x, y, h - t), lt / 2.0, sections=16)
         else:
-            parts.append(box_between((x - lt / 2.0, y - lt / 2.0, 0.0), (x + lt / 2.0, y + lt / 2.0, h - t)))
+            one = box_between((x - lt / 2.0, y - lt / 2.0, 0.0), (x + lt / 2.0, y + lt / 2.0, h - t))
+        parts.append(tag(one, "legs", "height"))
     return merge(parts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from daer.data.synth.geometry.parts import merge, uniform
+from daer.data.synth.geometry.parts import face_centers, merge, tag, tag_faces, uniform
 from daer.data.synth.geometry.revolve import solid, tube
 
 
@@ -45,7 +45,11 @@ def _handle(side: float, neck_r: float, neck_z: tuple[float, float], outline: np
 
 
 def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trimesh:
-    """Build a vase mesh (+z up, front -y) for ``body``, ``neck`` and ``handles`` values."""
+    """Build a vase mesh (+z up, front -y) for ``body``, ``neck`` and ``handles`` values.
+
+    Part labels: faces below the neck -> ``body``; the neck with its lip and well -> ``neck``; handles ->
+    ``handles``.
+    """
     body_r = uniform(rng, 0.9, 1.1)
     body_h = body_r * uniform(rng, 1.9, 2.6)
     neck_r = body_r * (uniform(rng, 0.2, 0.27) if attributes["neck"] == "narrow" else uniform(rng, 0.5, 0.6))
@@ -63,10 +67,16 @@ def build(attributes: dict[str, str], rng: np.random.Generator) -> trimesh.Trime
             [(neck_r - wall, z_neck - wall), (0.0, z_neck - wall)],  # the well inside the neck
         ]
     )
-    parts = [solid(profile, sections=40)]
+    vase = solid(profile, sections=40)
+    c = face_centers(vase)
+    radius = np.hypot(c[:, 0], c[:, 1])
+    neck = (c[:, 2] >= z_neck) | ((radius < neck_r - 0.5 * wall) & (c[:, 2] >= z_neck - 1.5 * wall))
+    tag_faces(vase, ~neck, "body")
+    parts = [tag_faces(vase, neck, "neck")]
     if attributes["handles"] == "2":
         reach = body_r * uniform(rng, 0.42, 0.55)
         tube_r = body_r * uniform(rng, 0.07, 0.09)
         for side in (1.0, -1.0):
-            parts.append(tube(_handle(side, neck_r, (z_neck, z_top), outline, reach), tube_r, sections=10))
+            handle = tube(_handle(side, neck_r, (z_neck, z_top), outline, reach), tube_r, sections=10)
+            parts.append(tag(handle, "handles"))
     return merge(parts)

@@ -41,6 +41,27 @@ def test_calibration_applies_a_policy_no_worse_than_before(synth: Path) -> None:
     assert after.mix == pytest.approx(expected.mix, rel=1e-6)
 
 
+def test_reward_counts_attribute_accuracy_like_a_direct_loop(synth: Path) -> None:
+    """The cached attribute term equals scoring each set's captions with ``model.score`` one by one."""
+    from daer.train.calibrate import build_cache
+    from daer.train.dap import identity_assignment, reward_terms
+
+    torch.manual_seed(0)
+    model = create_model("tiny", n_points=256).eval()
+    batch = validation_batch(synth, size=12)
+    assert len(batch.attr_sets) > 0 and batch.attr_sets.shape[0] >= len(batch.captions)
+    base = current_policy(model)
+    terms = reward_terms(build_cache(model, batch, base), identity_assignment(3), base)
+    right = []
+    with torch.no_grad():
+        for row in batch.attr_sets.tolist():
+            idx = [i for i in row if i >= 0]
+            shape = model.encode_points(batch.points[int(batch.attr_owner[idx[0]])][None])
+            s = model.score(model.encode_text([batch.attr_captions[i] for i in idx]), shape)[:, 0]
+            right.append(bool(s[0] > s[1:].max()))
+    assert terms["attr_acc"] == pytest.approx(sum(right) / len(right), abs=1e-6)
+
+
 def test_global_mode_checkpoint_is_refused(synth: Path) -> None:
     model = create_model("tiny", n_points=256, mode="global")
     with pytest.raises(DaerError, match="global"):

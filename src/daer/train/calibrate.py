@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,12 @@ class ValidationBatch:
     captions: list[str]
     labels: torch.Tensor  # (B,)
     class_texts: list[str]  # one prompt per class, in label order
+    # Attribute swaps (Align3D-Synth shapes only): captions, the shape each belongs to, and sets of caption
+    # indices (S, W), -1 padded, whose column 0 is a true caption and the rest the same caption with one
+    # attribute at each other value.
+    attr_captions: list[str] = field(default_factory=list)
+    attr_owner: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # (P,)
+    attr_sets: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2, dtype=torch.long))  # (S, W)
 
 
 def validation_batch(
@@ -41,7 +47,37 @@ def validation_batch(
     points = torch.from_numpy(np.stack([r.points.astype(np.float32) for r in records]))
     captions = [r.captions[int(rng.integers(len(r.captions)))] for r in records]
     labels = torch.tensor([classes.index(r.category) for r in records])
-    return ValidationBatch(points, captions, labels, [f"a 3d model of a {c}" for c in classes])
+    batch = ValidationBatch(points, captions, labels, [f"a 3d model of a {c}" for c in classes])
+    _add_attribute_sets(batch, records)
+    return batch
+
+
+def _add_attribute_sets(batch: ValidationBatch, records: list) -> None:
+    """Fill the batch's attribute-swap sets from each Align3D-Synth shape's first caption (others get none)."""
+    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.eval.evaluate import _attribute_texts  # the attribute-accuracy captions, one home
+
+    caps: list[str] = []
+    owner: list[int] = []
+    sets: list[list[int]] = []
+    for b, r in enumerate(records):
+        if r.category not in TAXONOMY or set(r.attributes) != set(TAXONOMY[r.category]):
+            continue
+        try:
+            groups = _attribute_texts(r.id, r.category, r.attributes, r.captions[0], 0, b)
+        except BadInputError:
+            continue
+        base = len(caps)
+        caps.extend(t for g in groups for t in g)
+        owner.extend([b] * (len(caps) - base))
+        at = base + 1
+        for g in groups[1:]:
+            sets.append([base, *range(at, at + len(g))])
+            at += len(g)
+    if sets:
+        width = max(len(x) for x in sets)
+        batch.attr_captions, batch.attr_owner = caps, torch.tensor(owner)
+        batch.attr_sets = torch.tensor([x + [-1] * (width - len(x)) for x in sets])
 
 
 def require_haf(model: torch.nn.Module) -> None:
@@ -78,7 +114,7 @@ def build_cache(model: torch.nn.Module, batch: ValidationBatch, base: Policy) ->
         levels = torch.stack([model.haf.level_scores(text, shapes, tau=tau * f) for f in FACTORS])
         class_levels = torch.stack([model.haf.level_scores(prompts, shapes, tau=tau * f) for f in FACTORS])
         scale = float(model.logit_scale.exp().clamp(max=model.config.logit_scale_max))
-        return ScoreCache(
+        cache = ScoreCache(
             levels=levels.float(),
             global_=(text.global_ @ shapes.global_.T).float(),
             class_levels=class_levels.float(),
@@ -86,6 +122,15 @@ def build_cache(model: torch.nn.Module, batch: ValidationBatch, base: Policy) ->
             labels=batch.labels,
             logit_scale=scale,
         )
+        if batch.attr_captions:
+            attr = model.encode_text(batch.attr_captions)
+            own = shapes.select(batch.attr_owner)
+            cache.attr_levels = torch.stack(
+                [model.haf.paired_level_scores(attr, own, tau=tau * f) for f in FACTORS]
+            ).float()  # (F, P, L)
+            cache.attr_global = (attr.global_ * own.global_).sum(-1).float()  # (P,)
+            cache.attr_sets = batch.attr_sets
+        return cache
     finally:
         model.train(was_training)
 

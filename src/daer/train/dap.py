@@ -4,7 +4,12 @@ The policy is one value per tree depth: the temperatures τ_1..τ_L, the level w
 global/fine mix. Each action multiplies the current value by one of a few factors. A candidate policy
 is scored on a held-out validation batch by
 
-    reward = α · (relative drop in contrastive loss) + (1 − α) · mean(R@1 t→s, R@1 s→t, zero-shot top-1).
+    reward = α · (relative drop in contrastive loss) + (1 − α) · mean(R@1 t→s, R@1 s→t, zero-shot top-1
+             [, attribute accuracy]).
+
+The attribute accuracy (a caption against the same caption with one attribute swapped, on Align3D-Synth
+validation shapes) is the term that rewards a policy for telling "three legs" from "four legs"; without
+it the search only sees category-level signals and flattened part attention scored as well.
 
 Level scores depend on τ_l only through level l, so they are computed once per calibration for every
 candidate factor (``ScoreCache``); a simulation then costs a weighted sum over cached tensors.
@@ -46,6 +51,9 @@ class ScoreCache:
         class_global: (C, B) class prompt × shape global cosine.
         labels: (B,) class index of each shape.
         logit_scale: the model's contrastive logit scale (exp of the learnt log scale).
+        attr_levels: (F, P, L) level scores of attribute-swap captions with their own shape (or None).
+        attr_global: (P,) their global cosines.
+        attr_sets: (S, W) caption indices per set, -1 padded; column 0 holds the true caption.
     """
 
     levels: torch.Tensor
@@ -54,6 +62,9 @@ class ScoreCache:
     class_global: torch.Tensor
     labels: torch.Tensor
     logit_scale: float
+    attr_levels: torch.Tensor | None = None
+    attr_global: torch.Tensor | None = None
+    attr_sets: torch.Tensor | None = None
 
 
 @dataclass
@@ -106,12 +117,18 @@ def reward_terms(cache: ScoreCache, assignment: Assignment, base: Policy) -> dic
     logits = cache.logit_scale * scores
     loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
     class_scores = fused_scores(cache.class_levels, cache.class_global, assignment, base)  # (C, B)
-    return {
+    out = {
         "loss": float(loss),
         "t2s_r1": float((scores.argmax(dim=1) == target).float().mean()),
         "s2t_r1": float((scores.argmax(dim=0) == target).float().mean()),
         "zeroshot_top1": float((class_scores.argmax(dim=0) == cache.labels).float().mean()),
     }
+    if cache.attr_levels is not None and cache.attr_global is not None and cache.attr_sets is not None:
+        s = fused_scores(cache.attr_levels, cache.attr_global, assignment, base)  # (P,)
+        sets = cache.attr_sets
+        table = s[sets.clamp_min(0)].masked_fill(sets < 0, float("-inf"))  # (S, W)
+        out["attr_acc"] = float((table[:, 0] > table[:, 1:].amax(1)).float().mean())
+    return out
 
 
 def make_reward(cache: ScoreCache, base: Policy, alpha: float = 0.5) -> Callable[[Assignment], float]:
@@ -123,7 +140,8 @@ def make_reward(cache: ScoreCache, base: Policy, alpha: float = 0.5) -> Callable
     def reward(assignment: Assignment) -> float:
         t = reward_terms(cache, assignment, base)
         drop = (base_loss - t["loss"]) / max(base_loss, 1e-12)
-        return alpha * drop + (1.0 - alpha) * (t["t2s_r1"] + t["s2t_r1"] + t["zeroshot_top1"]) / 3.0
+        accuracies = [t[k] for k in ("t2s_r1", "s2t_r1", "zeroshot_top1", "attr_acc") if k in t]
+        return alpha * drop + (1.0 - alpha) * sum(accuracies) / len(accuracies)
 
     return reward
 

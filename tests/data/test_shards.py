@@ -11,7 +11,15 @@ import pytest
 
 from daer.data import shards
 from daer.data.record import SPLITS, ShapeRecord
-from daer.data.shards import DatasetWriter, iter_records, load_points, load_split, read_manifest, verify_dataset
+from daer.data.shards import (
+    DatasetWriter,
+    iter_records,
+    load_point_attrs,
+    load_points,
+    load_split,
+    read_manifest,
+    verify_dataset,
+)
 from daer.errors import BadInputError, IntegrityError
 
 
@@ -128,6 +136,9 @@ def test_duplicate_ids_refused(tmp_path: Path) -> None:
         ("captions", [], "caption"),
         ("attributes", {"legs": 3}, "attributes"),
         ("id", "", "id"),
+        ("point_attrs", np.zeros(63, np.uint16), "point_attrs shape"),
+        ("point_attrs", np.full(64, -1, np.int32), "0..65535"),
+        ("point_attrs", np.zeros(64, np.float32), "0..65535"),
     ],
 )
 def test_bad_records_refused(tmp_path: Path, field: str, value: object, message: str) -> None:
@@ -200,3 +211,51 @@ def test_bad_manifest_refused(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(IntegrityError, match="manifest.json: missing"):
         load_points(tmp_path, "train")
+
+
+def test_point_attrs_round_trip_and_mixed_rows(tmp_path: Path) -> None:
+    recs = make_records(7)
+    rng = np.random.default_rng(1)
+    for i, r in enumerate(recs):
+        if i not in (1, 4, 5):  # shard 1 (rows 4..6) holds one labelled row, shard 0 two unlabelled
+            r.point_attrs = rng.integers(0, 1 << 16, 64).astype(np.uint16)
+    manifest = write_set(tmp_path, recs)
+    assert manifest["schema_version"] == shards.SCHEMA_VERSION == 2 and manifest["point_attrs"] == 4
+    back = list(iter_records(tmp_path, verify=True))
+    for a, b in zip(recs, back, strict=True):
+        assert_same(a, b)
+        if a.point_attrs is None:
+            assert b.point_attrs is None
+        else:
+            assert b.point_attrs.dtype == np.uint16 and np.array_equal(a.point_attrs, b.point_attrs)
+    assert all(r.point_attrs is None for r in iter_records(tmp_path, columns=["points"]))
+    ids, labels, has = load_point_attrs(tmp_path)
+    assert ids == [r.id for r in recs] and labels.shape == (7, 64) and labels.dtype == np.uint16
+    assert has.tolist() == [r.point_attrs is not None for r in recs]
+    for r, row in zip(recs, labels, strict=True):
+        assert np.array_equal(row, r.point_attrs if r.point_attrs is not None else np.zeros(64, np.uint16))
+    ids, labels, has = load_point_attrs(tmp_path, "val")  # rows 1 and 4: neither labelled
+    assert ids == ["r001", "r004"] and not has.any() and not labels.any()
+
+
+def test_shards_written_before_point_attrs_still_load(tmp_path: Path) -> None:
+    """A schema-1 data set (no ``point_attrs`` column, no manifest count) reads as shapes without labels."""
+    recs = make_records(6)
+    for r in recs:
+        r.point_attrs = np.ones(64, np.uint16)
+    manifest = write_set(tmp_path, recs, shard_size=3)
+    for entry in manifest["shards"]:
+        path = tmp_path / entry["file"]
+        pq.write_table(pq.read_table(path).drop_columns(["point_attrs"]), path, compression="zstd")
+        entry["sha256"] = shards.sha256_file(path)
+    old = {k: v for k, v in manifest.items() if k != "point_attrs"}
+    (tmp_path / "manifest.json").write_text(json.dumps({**old, "schema_version": 1}))
+    assert "point_attrs" not in pq.read_schema(tmp_path / "shard-000000.parquet").names
+    back = list(iter_records(tmp_path, verify=True))
+    assert [r.id for r in back] == [r.id for r in recs] and all(r.point_attrs is None for r in back)
+    for a, b in zip(recs, back, strict=True):
+        assert_same(a, b)
+    assert [r.id for r in iter_records(tmp_path, "test", columns=["points", "point_attrs"])] == ["r002", "r005"]
+    ids, labels, has = load_point_attrs(tmp_path, "train")
+    assert ids == ["r000", "r003"] and not has.any() and labels.shape == (2, 64)
+    assert load_points(tmp_path, "train")[1].shape == (2, 64, 3)

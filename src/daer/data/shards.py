@@ -3,12 +3,17 @@
 A data set is a folder::
 
     manifest.json           schema version, source, seed, n_points, counts, categories, shards + sha256
-    shard-000000.parquet    rows: id, category, attributes (JSON), captions, split, points, normals, source, extra
+    shard-000000.parquet    rows: id, category, attributes (JSON), captions, split, points, normals, source, extra,
+                            point_attrs
     shard-000001.parquet    ...
 
 ``points`` and ``normals`` are fixed-size lists of N*3 floats (float32, or float16 when asked for);
 every shape of one data set has the same N. Readers stream shard by shard, so memory stays bounded
 by one shard whatever the size of the data set.
+
+Schema versions: 2 added ``point_attrs`` (N uint16 part labels per shape, null where a shape has none;
+SYNTH_SPEC.md "Part labels") and the manifest's ``point_attrs`` count of labelled shapes. Version 1
+shards lack the column and still load: their records simply have ``point_attrs = None``.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from daer.errors import BadInputError, IntegrityError
 from daer.utils.atomic import atomic_path, write_json
 from daer.utils.hashing import sha256_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.parquet$")
 POINT_DTYPES = ("float32", "float16")
-COLUMNS = ("id", "category", "attributes", "captions", "split", "points", "normals", "source", "extra")
+COLUMNS = ("id", "category", "attributes", "captions", "split", "points", "normals", "source", "extra", "point_attrs")
+OPTIONAL_COLUMNS = ("point_attrs",)  # absent from shards older than the schema version that added them
 _REQUIRED_MANIFEST_KEYS = ("schema_version", "source", "n_points", "n", "counts", "categories", "shards")
 
 
@@ -70,6 +77,12 @@ def _check_record(rec: ShapeRecord, n_points: int | None) -> np.ndarray:
         raise BadInputError(f"{where}: points contain NaN or infinite values")
     if rec.normals is not None and np.shape(rec.normals) != pts.shape:
         raise BadInputError(f"{where}: normals shape {np.shape(rec.normals)} differs from points {pts.shape}")
+    if rec.point_attrs is not None:
+        labels = np.asarray(rec.point_attrs)
+        if labels.shape != (len(pts),):
+            raise BadInputError(f"{where}: point_attrs shape {labels.shape} differs from one label per point")
+        if labels.dtype.kind not in "ui" or (labels.size and (labels.min() < 0 or labels.max() > 0xFFFF)):
+            raise BadInputError(f"{where}: point_attrs must be integers in 0..65535 (uint16 bit masks)")
     return pts
 
 
@@ -92,6 +105,8 @@ def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float3
     pts = np.empty((len(records), n_points, 3), dtype=points_dtype)  # (R, N, 3)
     nrm = np.zeros_like(pts)
     missing = np.ones(len(records), dtype=bool)
+    labels = np.zeros((len(records), n_points), dtype=np.uint16)  # (R, N)
+    unlabelled = np.ones(len(records), dtype=bool)
     for i, rec in enumerate(records):
         pts[i] = _check_record(rec, n_points)
         if rec.id in seen:
@@ -100,9 +115,18 @@ def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float3
         if rec.normals is not None:
             nrm[i] = rec.normals
             missing[i] = False
+        if rec.point_attrs is not None:
+            labels[i] = rec.point_attrs
+            unlabelled[i] = False
     normals = _float_lists(nrm, points_dtype, mask=missing)
     if missing.all():
         normals = pa.nulls(len(records), normals.type)
+    label_values = pa.array(labels.reshape(-1), pa.uint16())
+    point_attrs = pa.FixedSizeListArray.from_arrays(
+        label_values, n_points, mask=pa.array(unlabelled) if unlabelled.any() else None
+    )
+    if unlabelled.all():
+        point_attrs = pa.nulls(len(records), point_attrs.type)
     return pa.table(
         {
             "id": pa.array([r.id for r in records], pa.string()),
@@ -114,6 +138,7 @@ def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float3
             "normals": normals,
             "source": pa.array([r.source for r in records], pa.string()),
             "extra": pa.array([json.dumps(r.extra) for r in records], pa.string()),
+            "point_attrs": point_attrs,
         }
     )
 
@@ -128,7 +153,7 @@ def write_shard(
 
     Returns:
         the shard entry ``{"file", "rows", "sha256", "n_points", "splits": {split: count},
-        "categories": {name: count}}``.
+        "categories": {name: count}, "point_attrs": rows with part labels}``.
     """
     table = records_to_table(records, points_dtype)
     path = Path(out_dir) / shard_name(shard_index)
@@ -151,6 +176,7 @@ def write_shard(
         "n_points": len(np.asarray(records[0].points)),
         "splits": {s: splits.get(s, 0) for s in SPLITS},
         "categories": dict(sorted(Counter(r.category for r in records).items())),
+        "point_attrs": sum(r.point_attrs is not None for r in records),
     }
 
 
@@ -160,6 +186,7 @@ def assemble_manifest(
     """Build a manifest from shard entries (as ``write_shard`` returns them), in the given order."""
     counts = {s: 0 for s in SPLITS}
     categories: Counter[str] = Counter()
+    labelled = 0
     n_points = {e["n_points"] for e in entries}
     if len(n_points) > 1:
         raise BadInputError(f"shards hold different point counts per shape: {sorted(n_points)}")
@@ -167,6 +194,7 @@ def assemble_manifest(
         for s in SPLITS:
             counts[s] += e["splits"].get(s, 0)
         categories.update(e["categories"])
+        labelled += int(e.get("point_attrs", 0))
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "source": source,
@@ -180,6 +208,7 @@ def assemble_manifest(
             "n": sum(counts.values()),
             "counts": counts,
             "categories": dict(sorted(categories.items())),
+            "point_attrs": labelled,
             "shards": [{k: e[k] for k in ("file", "rows", "sha256", "splits")} for e in entries],
         }
     )
@@ -211,8 +240,9 @@ def read_manifest(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise IntegrityError(f"{path}: manifest is not a JSON object")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise IntegrityError(f"{path}: unknown schema_version {version!r} (this daer reads version {SCHEMA_VERSION})")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise IntegrityError(f"{path}: unknown schema_version {version!r} (this daer reads versions {readable})")
     missing = [k for k in _REQUIRED_MANIFEST_KEYS if k not in manifest]
     if missing:
         raise IntegrityError(f"{path}: manifest lacks {', '.join(missing)}")
@@ -244,6 +274,9 @@ def _read_shard(data_dir: Path, entry: dict[str, Any], columns: list[str], verif
         _verify_shard(data_dir, entry)
     path = data_dir / entry["file"]
     try:
+        if any(c in OPTIONAL_COLUMNS for c in columns):
+            present = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in present or c not in OPTIONAL_COLUMNS]
         table = pq.read_table(path, columns=columns)
     except FileNotFoundError as e:
         raise IntegrityError(f"{path}: shard listed in the manifest is missing") from e
@@ -289,7 +322,8 @@ def iter_records(
         data_dir: data set folder.
         split: keep only this split (None: all).
         columns: columns to read (default all); ``points`` left out gives (0, 3) arrays, which makes
-            caption-only passes cheap.
+            caption-only passes cheap. ``point_attrs`` is None on records without labels, on shards
+            written before the column existed, and when the column is not read.
         verify: check each shard's SHA-256 before reading it.
     """
     data_dir = Path(data_dir)
@@ -305,13 +339,14 @@ def iter_records(
             table = table.filter(pc.equal(table["split"], split))
         if table.num_rows == 0:
             continue
-        cols = {name: table[name] for name in wanted}
+        cols = {name: table[name] for name in wanted if name in table.column_names}
         pts = _float_block(cols["points"], n_points) if "points" in cols else None
+        labels, labelled = _label_block(cols.get("point_attrs"), n_points)
         nrm = None
         if "normals" in cols and cols["normals"].null_count < table.num_rows:
             nrm_null = np.asarray(cols["normals"].is_null())
             nrm = _float_block(cols["normals"], n_points)
-        py = {name: cols[name].to_pylist() for name in wanted if name not in ("points", "normals")}
+        py = {name: cols[name].to_pylist() for name in cols if name not in ("points", "normals", "point_attrs")}
         empty = np.zeros((0, 3), dtype=np.float32)
         for i in range(table.num_rows):
             yield ShapeRecord(
@@ -324,7 +359,25 @@ def iter_records(
                 normals=None if nrm is None or nrm_null[i] else nrm[i],
                 source=py["source"][i] if "source" in py else "",
                 extra=json.loads(py["extra"][i]) if "extra" in py else {},
+                point_attrs=labels[i] if labels is not None and labelled[i] else None,
             )
+
+
+def _label_block(column: pa.ChunkedArray | None, n_points: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """``point_attrs`` column -> ((R, N) uint16 or None when no row has labels, (R,) bool: row has labels)."""
+    if column is None:
+        return None, np.zeros(0, dtype=bool)
+    arr = column.combine_chunks()
+    rows = len(arr)
+    labelled = ~np.asarray(arr.is_null(), dtype=bool) if arr.null_count else np.ones(rows, dtype=bool)
+    if not labelled.any():
+        return None, labelled
+    values = arr.values.slice(arr.offset * n_points, rows * n_points)
+    if values.null_count:  # the child slots of null rows read back as nulls
+        values = pc.fill_null(values, 0)
+    block = np.array(values.to_numpy(zero_copy_only=False), dtype=np.uint16).reshape(rows, n_points)
+    block[~labelled] = 0
+    return block, labelled
 
 
 def load_split(data_dir: str | os.PathLike[str], split: str) -> list[ShapeRecord]:
@@ -357,6 +410,37 @@ def load_points(data_dir: str | os.PathLike[str], split: str | None = None) -> t
     if len(ids) != total:
         raise IntegrityError(f"{data_dir}: shards hold {len(ids)} {split or 'all'} rows, manifest counts {total}")
     return ids, out
+
+
+def load_point_attrs(
+    data_dir: str | os.PathLike[str], split: str | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Part labels of a split, in the order of :func:`load_points`: ids, (M, N) uint16 ``point_attrs`` (zeros
+    where a shape has none) and (M,) bool, True where it has labels (False everywhere for data sets written
+    before the column existed, or imported without labels)."""
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    n_points = int(manifest["n_points"])
+    total = int(manifest["n"] if split is None else manifest["counts"].get(split, 0))
+    out = np.zeros((total, n_points), dtype=np.uint16)  # (M, N)
+    has = np.zeros(total, dtype=bool)
+    ids: list[str] = []
+    for entry in _shards_for(manifest, split):
+        table = _read_shard(data_dir, entry, ["id", "split", "point_attrs"], verify=False)
+        if split is not None:
+            table = table.filter(pc.equal(table["split"], split))
+        rows = table.num_rows
+        if len(ids) + rows > total:
+            raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
+        if rows and "point_attrs" in table.column_names:
+            block, labelled = _label_block(table["point_attrs"], n_points)
+            if block is not None:
+                out[len(ids) : len(ids) + rows] = block
+                has[len(ids) : len(ids) + rows] = labelled
+        ids.extend(table["id"].to_pylist())
+    if len(ids) != total:
+        raise IntegrityError(f"{data_dir}: shards hold {len(ids)} {split or 'all'} rows, manifest counts {total}")
+    return ids, out, has
 
 
 class DatasetWriter:

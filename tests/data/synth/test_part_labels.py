@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import trimesh
 
+from daer.data.build import build_synth
 from daer.data.sampling import normalize_unit_sphere, sample_surface, sample_surface_faces
+from daer.data.shards import iter_records, load_point_attrs
 from daer.data.synth.generator import attribute_bits, attribute_mask, generate_record
 from daer.data.synth.geometry.parts import box, face_labels, merge, tag, tag_faces, without_faces
 from daer.data.synth.geometry_registry import builder_for
@@ -150,3 +152,14 @@ def test_other_categories_labels_sit_on_their_parts() -> None:
             p, labels = labelled("vase", attributes, seed)
             body, neck = has(labels, "vase", "body"), has(labels, "vase", "neck")
             assert p[neck, 2].mean() > p[body, 2].mean() and not (body & neck).any()
+
+
+def test_a_built_data_set_stores_the_labels(tmp_path) -> None:
+    manifest = build_synth(tmp_path, 25, n_points=128, workers=1, shard_size=10, progress=False)
+    assert manifest["point_attrs"] == 25
+    recs = list(iter_records(tmp_path))
+    for i, rec in enumerate(recs):
+        np.testing.assert_array_equal(rec.point_attrs, generate_record(i, 0, n_points=128).point_attrs)
+    ids, labels, has = load_point_attrs(tmp_path, "train")
+    assert has.all() and ids == [r.id for r in recs if r.split == "train"]
+    np.testing.assert_array_equal(labels, np.stack([r.point_attrs for r in recs if r.split == "train"]))

@@ -32,7 +32,7 @@ def test_eval_json_one_line(setup: tuple[Path, Path], capsys: pytest.CaptureFixt
     result = json.loads(out)
     assert list(result) == list(EVAL_KEYS)
     assert result["n_shapes"] == 13
-    assert all(0.0 <= result[k] <= 1.0 for k in EVAL_KEYS if k != "n_shapes")
+    assert all(0.0 <= result[k] <= 1.0 for k in EVAL_KEYS if k != "n_shapes")  # grounding too: haf, labelled data
     assert result == evaluate(load_model(run), data)  # the command is the library call
 
 
@@ -42,6 +42,7 @@ def test_eval_table_and_options(setup: tuple[Path, Path], capsys: pytest.Capture
     assert main(["eval", "--ckpt", str(run), "--data", str(data), "--split", "val", "--max-shapes", "4"]) == 0
     out = capsys.readouterr().out
     assert "shapes evaluated: 4" in out and "zero-shot top-1" in out and "spec query P@1 / P@10" in out
+    assert "grounding (attention on part)" in out
 
 
 def test_eval_errors(setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.evaluate import EVAL_KEYS, evaluate
+from daer.eval.grounding import attribute_tokens, token_shares
 from daer.models.model import create_model
 from daer.models.point_encoder import PointFeatures
 from daer.models.text_encoder import TextFeatures
@@ -153,8 +154,8 @@ def _close(a: dict, b: dict) -> None:
     assert set(a) == set(b) == set(EVAL_KEYS)
     for k in EVAL_KEYS:
         assert (a[k] is None) == (b[k] is None), k
-        if a[k] is not None:
-            assert a[k] == pytest.approx(b[k], abs=1e-9), k
+        if a[k] is not None:  # grounding: batched attention against explain's, float32 rounding apart
+            assert a[k] == pytest.approx(b[k], abs=1e-5 if k == "grounding" else 1e-9), k
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,10 +186,11 @@ def test_ground_truth_scorer_is_perfect(synth: Path, split: str) -> None:
     oracle = GroundTruthScorer(synth, split, list(CATEGORIES), True)
     result = evaluate(oracle, synth, split=split, batch_size=4)
     assert result["n_shapes"] == len(oracle.recs) > 5
-    assert all(result[k] == 1.0 for k in EVAL_KEYS if k != "n_shapes"), result
+    assert result["grounding"] is None  # no HAF attention to point with
+    assert all(result[k] == 1.0 for k in EVAL_KEYS if k not in ("n_shapes", "grounding")), result
     small = evaluate(oracle, synth, split=split, batch_size=3, rerank=10, max_shapes=5, seed=3)
     assert small["n_shapes"] == 5
-    assert all(small[k] == 1.0 for k in EVAL_KEYS if k != "n_shapes"), small
+    assert all(small[k] == 1.0 for k in EVAL_KEYS if k not in ("n_shapes", "grounding")), small
 
 
 def test_ground_truth_scorer_on_imported_sets(tmp_path: Path) -> None:
@@ -253,6 +255,13 @@ def _naive_reference(model: nn.Module, data: Path) -> dict:
     spec = model.score(model.encode_text([q.text for q in queries]), shapes).numpy()
     rel = [[M.spec_match((q.category, q.attributes), (r.category, r.attributes)) for r in recs] for q in queries]
     p = M.spec_precision(spec, np.array(rel), (1, 10))
+    shares = []  # grounding, one shape at a time through model.explain
+    if model.config.mode == "haf":
+        for r in recs:
+            e = model.explain(r.captions[0], r.points)
+            named = attribute_tokens(r.category, r.attributes, r.captions[0], e.words, True)
+            bits = {t: 1 << list(TAXONOMY[r.category]).index(a) for t, a in named.items()}
+            shares += [share for _, share, _ in token_shares(e.point_attention, r.point_attrs, bits)]
     return {
         **{f"t2s_r{k}": v for k, v in recall["t2s"].items()},
         **{f"s2t_r{k}": v for k, v in recall["s2t"].items()},
@@ -260,6 +269,7 @@ def _naive_reference(model: nn.Module, data: Path) -> dict:
         "attr_acc": float(np.mean(pairs)),
         "spec_p1": p[1],
         "spec_p10": p[10],
+        "grounding": float(np.mean(shares)) if shares else None,
         "n_shapes": len(recs),
     }
 
@@ -270,7 +280,8 @@ def test_tiny_model_matches_full_matrix_reference(synth: Path, mode: str) -> Non
     model = create_model("tiny", n_points=256, mode=mode).eval()
     result = evaluate(model, synth, batch_size=64)
     assert set(result) == set(EVAL_KEYS) and result["n_shapes"] == 13
-    assert all(0.0 <= result[k] <= 1.0 for k in EVAL_KEYS if k != "n_shapes")
+    assert (result["grounding"] is None) == (mode == "global")
+    assert all(0.0 <= result[k] <= 1.0 for k in EVAL_KEYS if k != "n_shapes" and result[k] is not None)
     _close(evaluate(model, synth, batch_size=2, text_batch=3), result)  # chunking changes nothing
     with torch.no_grad():
         _close(result, _naive_reference(model, synth))

@@ -14,6 +14,7 @@ _ROWS: tuple[tuple[str, str], ...] = (
     ("zero-shot top-1", "zeroshot_top1"),
     ("attribute accuracy", "attr_acc"),
     ("spec query P@1 / P@10", "spec"),
+    ("grounding (attention on part)", "grounding"),
 )
 
 
@@ -30,7 +31,7 @@ def format_table(result: dict) -> str:
         elif key == "spec":
             text = f"{_fmt(result['spec_p1'])} / {_fmt(result['spec_p10'])}"
         else:
-            text = _fmt(result[key])
+            text = _fmt(result.get(key))
         lines.append(f"{label:<32} {text}")
     return "\n".join(lines)
 

@@ -19,6 +19,9 @@ What is measured (SYNTH_SPEC.md, "Relevance and metrics"):
 - **Spec queries** (``spec_p1``, ``spec_p10``, Align3D-Synth only): ``spec_queries`` from the held-out
   templates; P@k out of min(k, relevant shapes), queries with no relevant shape left out; same
   re-ranking protocol as instance retrieval.
+- **Grounding** (``grounding``): the share of a value word's HAF attention on the points of the parts that
+  express it, on up to ``grounding_shapes`` of the evaluated shapes (:mod:`daer.eval.grounding`); None for a
+  model in mode ``global`` and for data without part labels.
 
 Metrics that do not apply are ``None``: attributes and spec queries outside Align3D-Synth, instance
 retrieval where captions only name the class (ModelNet40, ScanObjectNN imports). Ties count against the
@@ -50,10 +53,11 @@ from daer.data.synth.generator import caption_draws
 from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY
 from daer.errors import BadInputError
 from daer.eval import metrics as M
+from daer.eval.grounding import DEFAULT_SHAPES, grounding_score
 
 EVAL_KEYS: tuple[str, ...] = (
     "t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10",
-    "zeroshot_top1", "attr_acc", "spec_p1", "spec_p10", "n_shapes",
+    "zeroshot_top1", "attr_acc", "spec_p1", "spec_p10", "grounding", "n_shapes",
 )  # fmt: skip
 GENERIC_PROMPTS: tuple[str, ...] = (
     "a {name}",
@@ -283,6 +287,7 @@ def evaluate(
     n_spec: int = 10,
     text_batch: int = 256,
     progress: bool = False,
+    grounding_shapes: int = DEFAULT_SHAPES,
 ) -> dict[str, float | int | None]:
     """Evaluate ``model`` on one split of a data set folder.
 
@@ -297,10 +302,12 @@ def evaluate(
         n_spec: spec queries per category.
         text_batch: captions encoded at a time.
         progress: show progress bars.
+        grounding_shapes: evaluated shapes (at most) that the grounding metric looks at (0: skip it).
 
     Returns:
         ``{"t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10", "zeroshot_top1", "attr_acc",
-        "spec_p1", "spec_p10"}`` as fractions in [0, 1] or None where they do not apply, and ``n_shapes``.
+        "spec_p1", "spec_p10", "grounding"}`` as fractions in [0, 1] or None where they do not apply, and
+        ``n_shapes``.
     """
     if split not in SPLITS:
         raise BadInputError(f"split {split!r} is not one of {', '.join(SPLITS)}")
@@ -320,6 +327,9 @@ def evaluate(
         with torch.inference_mode():
             stream = _Stream(data_dir, split, keep, meta.ids, batch_size, _model_points(model))
             out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress)
+            out["grounding"] = grounding_score(
+                model, data_dir, split, max_shapes=grounding_shapes, seed=seed, ids=meta.ids, n_points=stream.n_points
+            )
     finally:
         model.train(was_training)
     out["n_shapes"] = n

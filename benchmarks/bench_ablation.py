@@ -1,0 +1,92 @@
+"""Fine-grained ablation: training variants at the same wall-clock budget, one row each.
+
+Run: ``python -m benchmarks.bench_ablation [--minutes 7] [--n 20000] [--eval-max 1000] [--only NAME ...]``.
+
+Each variant is one ``benchmarks.bench_train`` call (one mode, trained alone with 2 threads, DAP off so
+that every row sees the same fixed policy, evaluated on a seeded sample of the test split: unseen
+attribute combinations and held-out templates). Rows whose result file already exists under
+``--runs-dir`` are read, not retrained (delete the folder to rerun everything). A variant that did
+not help keeps its row.
+
+Writes the ``quality_ablation`` section of benchmarks/RESULTS.md (``--no-write`` prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import git_sha, machine_line, write_section
+
+LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
+
+# name -> (what it changes, bench_train arguments)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "legacy": ("plain cosine readout, pre-transformer part tokens, every word piece scored, one swap negative",
+               ["--modes", "haf", "--set", "swap_k=1", "--set", f"model_overrides={LEGACY}"]),
+    "new": ("value readout + word-gated evidence, tokens in context, content words, 4 swaps, fine logit scale",
+            ["--modes", "haf"]),
+    "new_catbatch": ("new + category-grouped batches (4 categories per batch of 64)",
+                     ["--modes", "haf", "--set", "batch_categories=4"]),
+    "new_local": ("new, but HAF reads local tokens (patches and parts before the transformer)",
+                  ["--modes", "haf", "--set", 'model_overrides={"point_context":false}']),
+    "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
+}  # fmt: skip
+KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1")
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The variant's bench_train result (trained now unless its result file exists)."""
+    folder = args.runs_dir / name
+    done = sorted(folder.glob("*-haf.json")) + sorted(folder.glob("*-global.json"))
+    if not done:
+        cmd = [sys.executable, "-m", "benchmarks.bench_train", "--data", str(args.data), "--n", str(args.n),
+               "--minutes", str(args.minutes), "--no-diagnose", "--eval-max", str(args.eval_max), "--no-write",
+               "--runs-dir", str(folder), "--threads", "2", "--set", "dap=false", *VARIANTS[name][1]]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        done = sorted(folder.glob("*-haf.json")) + sorted(folder.glob("*-global.json"))
+    result = json.loads(done[-1].read_text())
+    if "error" in result:
+        raise SystemExit(f"variant {name}: {result['error']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=7.0)
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--eval-max", type=int, default=1000)
+    ap.add_argument("--data", type=Path, default=Path("runs/synth-20000"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--only", nargs="*", default=None, help="variants to include (default all)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    names = args.only or list(VARIANTS)
+    results = {name: run_variant(name, args) for name in names}
+    command = "python -m benchmarks.bench_ablation " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    lines = [f"## Fine-grained ablation (`small`, {args.n:,} Align3D-Synth shapes, {args.minutes:g} min per row)", "",
+             f"Command: `{command.strip()}` (git {git_sha()})  ", f"Machine: {machine_line()}.  ",
+             f"Each row trained alone (2 threads, DAP off, policy fixed at mix 0.5, equal level weights), "
+             f"evaluated on {args.eval_max} test shapes (unseen attribute combinations, held-out templates).", "",
+             "| variant | what changes | steps | shapes/s | " + " | ".join(KEYS) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(KEYS)]  # fmt: skip
+    for name, r in results.items():
+        s, t = r["summary"], r["test"]
+        cells = " | ".join("–" if t.get(k) is None else f"{t[k]:.3f}" for k in KEYS)
+        lines.append(f"| {name} | {VARIANTS[name][0]} | {s['step']} | {s['shapes_per_s']:.0f} | {cells} |")
+    md = "\n".join(lines)
+    print(md)
+    if not args.no_write:
+        print(f"wrote {write_section('quality_ablation', md)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -194,3 +194,14 @@ def test_both_haf_readouts_save_and_reload(tmp_path: Path, readout: str) -> None
     assert back.config.haf_readout == readout
     for k, v in model.checkpoint_state().items():
         assert torch.equal(v, back.checkpoint_state()[k]), k
+
+
+def test_raw_clouds_rank_like_their_normalised_copies(tiny: DaerModel) -> None:
+    """A cloud in other units and place embeds as the unit-sphere copy does (issue: raw and x10 differed)."""
+    pts = clouds(2, 300, seed=5)
+    with torch.no_grad():
+        a = tiny.encode_points(pts)
+        b = tiny.encode_points(pts * 10.0 + torch.tensor([3.0, -2.0, 7.0]))
+    torch.testing.assert_close(a.global_, b.global_, atol=1e-4, rtol=0)
+    with pytest.raises(BadInputError, match="NaN"):
+        tiny.encode_points(torch.full((1, 300, 3), float("nan")))

@@ -20,7 +20,7 @@ from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.models.config import MINILM_NAME, MINILM_SHA256, ModelConfig, load_config
 from daer.models.haf import HierarchicalAttentionFusion
 from daer.models.point_encoder import PointEncoder, PointFeatures
-from daer.models.pointops import PointGroups, knn
+from daer.models.pointops import PointGroups, knn, normalize_batch
 from daer.models.text_cache import TextFeatureCache
 from daer.models.text_encoder import TextFeatures, build_text_encoder, resolve_text_encoder_dir, verify_text_encoder
 from daer.utils.atomic import atomic_path, write_json
@@ -104,8 +104,16 @@ class DaerModel(nn.Module):
         return self.text(list(captions))
 
     def encode_points(self, points: Tensor, groups: PointGroups | None = None) -> PointFeatures:
-        """Encode point clouds (B, N, 3), optionally with cached FPS/kNN groups."""
-        return self.points(points.to(self.device, torch.float32), groups)
+        """Encode point clouds (B, N, 3), optionally with cached FPS/kNN groups.
+
+        Each cloud is centred and scaled to the unit sphere first (FPS/kNN groups do not change under
+        that), so raw clouds in any units rank as their normalised copies do.
+        """
+        if points.dim() != 3 or points.shape[-1] != 3:
+            raise BadInputError(f"expected points of shape (B, N, 3), got {tuple(points.shape)}")
+        if not bool(torch.isfinite(points).all()):
+            raise BadInputError("points contain NaN or infinite coordinates")
+        return self.points(normalize_batch(points.to(self.device, torch.float32)), groups)
 
     def precompute_groups(self, points: Tensor | np.ndarray) -> PointGroups:
         """FPS/kNN groups of one shape (N, 3) or a batch (B, N, 3) at this model's level sizes."""

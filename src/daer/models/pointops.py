@@ -78,6 +78,16 @@ def knn(query: Tensor, ref: Tensor, k: int) -> Tensor:
     return torch.cat(out, dim=0)
 
 
+def normalize_batch(points: Tensor) -> Tensor:
+    """Centre each cloud (B, N, 3) on its bounding-box centre and scale its farthest point onto the unit
+    sphere: the torch form of :func:`daer.data.sampling.normalize_unit_sphere`, so a user's cloud in any
+    units and place is seen as the training data was. Degenerate clouds (one point repeated) stay centred."""
+    centre = (points.amax(1, keepdim=True) + points.amin(1, keepdim=True)) / 2  # (B, 1, 3)
+    centred = points - centre
+    radius = centred.norm(dim=-1).amax(1).clamp_min(1e-12)  # (B,)
+    return centred / radius[:, None, None]
+
+
 def gather(x: Tensor, idx: Tensor) -> Tensor:
     """Batched gather along dim 1: ``x`` (B, N, C), ``idx`` (B, ...) -> (B, ..., C)."""
     b, n, c = x.shape

@@ -22,7 +22,7 @@ from daer.models.model import load_model
 from daer.train.calibrate import calibrate_model, validation_batch
 
 METHODS = ("static", "mcts", "random", "coordinate")
-KEYS = ("attr_acc", "t2s_r1", "spec_p10")
+KEYS = ("attr_acc", "zeroshot_top1", "t2s_r1", "spec_p10")
 
 
 def run_method(args: argparse.Namespace, method: str, seed: int) -> dict:
@@ -55,8 +55,8 @@ def markdown(args: argparse.Namespace, rows: list[dict], wall: float) -> str:
         f"(reward α={args.alpha}); test split subset of {args.max_shapes} shapes, the same for every method; "
         f"mean ± std over {args.seeds} seeds.",
         "",
-        "| method | attr_acc | t2s_r1 | spec_p10 | val reward (before → after) | calibration s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | attr_acc | zeroshot_top1 | t2s_r1 | spec_p10 | val reward (before → after) | calibration s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     means = {}
     for method in METHODS:

@@ -44,7 +44,7 @@ class ModelConfig:
     heads: int = 4  # attention heads of that transformer
     mlp_ratio: float = 2.0  # transformer MLP hidden width / point_width
     dropout: float = 0.0  # dropout in the point transformer
-    point_context: bool = True  # HAF reads part tokens after the transformer, patches with their part's context
+    point_context: bool = False  # True: HAF reads in-context part tokens (measured worse than local ones)
 
     # --- text encoder ---
     text_encoder: str = MINILM_NAME  # "all-MiniLM-L6-v2" (packaged, offline), "tiny" (from scratch) or a HF folder

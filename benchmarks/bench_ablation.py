@@ -24,17 +24,18 @@ from typing import Any
 from benchmarks.report import git_sha, machine_line, write_section
 
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
+CONTEXT = '{"point_context":true}'
 
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "legacy": ("plain cosine readout, pre-transformer part tokens, every word piece scored, one swap negative",
                ["--modes", "haf", "--set", "swap_k=1", "--set", f"model_overrides={LEGACY}"]),
     "new": ("value readout + word-gated evidence, tokens in context, content words, 4 swaps, fine logit scale",
-            ["--modes", "haf"]),
+            ["--modes", "haf", "--set", f"model_overrides={CONTEXT}"]),
     "new_catbatch": ("new + category-grouped batches (4 categories per batch of 64)",
-                     ["--modes", "haf", "--set", "batch_categories=4"]),
-    "new_local": ("new, but HAF reads local tokens (patches and parts before the transformer)",
-                  ["--modes", "haf", "--set", 'model_overrides={"point_context":false}']),
+                     ["--modes", "haf", "--set", "batch_categories=4", "--set", f"model_overrides={CONTEXT}"]),
+    "new_local": ("new, but HAF reads local tokens (patches and parts before the transformer): the default",
+                  ["--modes", "haf"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
 }  # fmt: skip
 KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1")
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path("runs/synth-20000"))
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--only", nargs="*", default=None, help="variants to include (default all)")
+    ap.add_argument("--note", default="", help="a sentence on the conditions of these runs, printed under the table")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     names = args.only or list(VARIANTS)
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         s, t = r["summary"], r["test"]
         cells = " | ".join("–" if t.get(k) is None else f"{t[k]:.3f}" for k in KEYS)
         lines.append(f"| {name} | {VARIANTS[name][0]} | {s['step']} | {s['shapes_per_s']:.0f} | {cells} |")
+    if args.note:
+        lines += ["", args.note]
     md = "\n".join(lines)
     print(md)
     if not args.no_write:

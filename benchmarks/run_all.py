@@ -29,13 +29,18 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     run("benchmarks.bench_synth")
     run("benchmarks.bench_model_step")
+    run("benchmarks.bench_embed")
     run("benchmarks.bench_retrieval")
     if not args.quick:
         run("benchmarks.bench_retrieval", "--full")
-        run("benchmarks.bench_train", "--data", DATA, "--minutes", "30")
+        run("benchmarks.bench_ablation", "--data", DATA)
+        run("benchmarks.bench_train", "--data", DATA, "--minutes", "10", "--set", "dap=false", "--no-diagnose")
     runs = Path("runs/bench_train")
     if runs.is_dir() and any(runs.glob("*-haf")):
         haf = str(latest_run(runs, "haf"))
+        glob_run = str(latest_run(runs, "global")) if any(runs.glob("*-global")) else None
+        run("benchmarks.bench_diagnose", "--run", f"haf={haf}", *(["--run", f"global={glob_run}"] if glob_run else []),
+            "--data", DATA)  # fmt: skip
         run("benchmarks.bench_dap", "--ckpt", haf, "--data", DATA)
         run("benchmarks.bench_model_retrieval", "--ckpt", haf, "--data", DATA)
     run("benchmarks.bench_service")

@@ -32,8 +32,9 @@ def test_training_beats_the_untrained_model(synth, tmp_path):
                       lr=3e-3, warmup_steps=10, log_every=20, ckpt_every=1000, progress=False, dap=False)  # fmt: skip
     train(cfg)
     trained = evaluate(load_model(tmp_path / "run"), synth, "train", max_shapes=60, n_spec=0)
-    assert trained["zeroshot_top1"] > untrained["zeroshot_top1"] + 0.3, (untrained, trained)
-    assert trained["attr_acc"] > untrained["attr_acc"] + 0.1, (untrained, trained)
+    assert trained["zeroshot_top1"] > untrained["zeroshot_top1"] + 0.15, (untrained, trained)
+    assert trained["t2s_r10"] > untrained["t2s_r10"] + 0.3, (untrained, trained)
+    assert trained["attr_acc"] > untrained["attr_acc"] + 0.05, (untrained, trained)
 
 
 def _part(kind: str, x: float, n: int, rng: np.random.Generator) -> np.ndarray:

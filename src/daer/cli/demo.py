@@ -48,9 +48,9 @@ def _model(args: argparse.Namespace, data_dir: Path, out: Path) -> Path:
     from daer.train.trainer import train
 
     run = out / "run"
-    print(f"   training the small model for {args.train_steps} steps (no packaged checkpoint or --train given)")
+    print(f"   training the {args.train_config} model for {args.train_steps} steps (no packaged checkpoint or --train)")
     cfg = TrainConfig(
-        data=str(data_dir), out=str(run), config="small", steps=args.train_steps, batch_size=32,
+        data=str(data_dir), out=str(run), config=args.train_config, steps=args.train_steps, batch_size=32,
         dap_every=max(1, args.train_steps // 2), resume=(run / "train_config.json").is_file(),
     )  # fmt: skip
     train(cfg)
@@ -128,5 +128,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", default=None, help="use this checkpoint instead of the packaged one")
     p.add_argument("--train", action="store_true", help="train a model even if one is packaged")
     p.add_argument("--train-steps", type=int, default=300, help="steps when training (default 300)")
+    p.add_argument("--train-config", default="small", help="model config when training (default small)")
     p.add_argument("--eval-shapes", type=int, default=300, help="test shapes to evaluate (default 300)")
     p.set_defaults(func=cmd_demo)

@@ -94,6 +94,19 @@ def test_group_max_gradient_matches_torch_max() -> None:
         assert torch.equal(group_max(h), h.max(dim=2).values)
 
 
+def test_group_max_gives_a_tied_maximum_gradient_once() -> None:
+    """Repeated points tie in the max: the gradient goes to one of them, never to each (gradient mass kept)."""
+    base = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    h = torch.cat([base, base[:, :, :2]], dim=2).requires_grad_(True)  # neighbours 0, 1 repeated as 4, 5
+    g = torch.randn(2, 3, 5, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((group_max(h) * g).sum(), h)
+    torch.testing.assert_close(ours.sum(2), g)  # each output's gradient lands exactly once
+    assert int((ours != 0).sum()) == g.numel()
+    # away from ties the backward is the true derivative
+    free = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(group_max, (free,))
+
+
 def test_bad_inputs_refused(cfg) -> None:
     enc = PointEncoder(cfg)
     with pytest.raises(BadInputError):

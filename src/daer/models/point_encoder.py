@@ -55,7 +55,8 @@ class PointFeatures:
 
 class _GroupMax(torch.autograd.Function):
     """Max over dim 2 of (B, M, k, C): ``amax`` forward (no index tensor, ~6x faster than ``max`` on CPU)
-    and a one-pass masked backward (``amax``'s own backward takes several passes)."""
+    and a masked backward that gives the gradient to the first maximum only (``amax`` would split it
+    between tied maxima, and giving it to each would count it several times)."""
 
     @staticmethod
     def forward(ctx: Any, h: Tensor) -> Tensor:
@@ -66,7 +67,9 @@ class _GroupMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         h, y = ctx.saved_tensors
-        return torch.where(h == y.unsqueeze(2), grad.unsqueeze(2), 0.0)
+        hit = h == y.unsqueeze(2)  # (B, M, k, C); ties happen where sampling repeats a point
+        first = hit & (hit.cumsum(2) == 1)  # one maximum takes the gradient, as torch.max's does
+        return torch.where(first, grad.unsqueeze(2), 0.0)
 
 
 def group_max(h: Tensor) -> Tensor:

@@ -393,23 +393,38 @@ def load_points(data_dir: str | os.PathLike[str], split: str | None = None) -> t
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     n_points = int(manifest["n_points"])
-    entries = _shards_for(manifest, split)
-    total = int(manifest["n"] if split is None else manifest["counts"].get(split, 0))
+    total = _split_count(manifest, split)
     out = np.empty((total, n_points, 3), dtype=np.float32)  # (M, N, 3)
     ids: list[str] = []
-    for entry in entries:
-        table = _read_shard(data_dir, entry, ["id", "split", "points"], verify=False)
+    for start, table in _split_tables(data_dir, manifest, split, "points"):
+        rows = table.num_rows
+        if rows:
+            out[start : start + rows] = _float_block(table["points"], n_points)
+            ids.extend(table["id"].to_pylist())
+    return ids, out
+
+
+def _split_count(manifest: dict[str, Any], split: str | None) -> int:
+    return int(manifest["n"] if split is None else manifest["counts"].get(split, 0))
+
+
+def _split_tables(
+    data_dir: Path, manifest: dict[str, Any], split: str | None, column: str
+) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, table with ``id`` and ``column``) of each shard's rows of ``split``, in order; the row
+    counts are checked against the manifest (IntegrityError when they differ)."""
+    total = _split_count(manifest, split)
+    done = 0
+    for entry in _shards_for(manifest, split):
+        table = _read_shard(data_dir, entry, ["id", "split", column], verify=False)
         if split is not None:
             table = table.filter(pc.equal(table["split"], split))
-        rows = table.num_rows
-        if len(ids) + rows > total:
+        if done + table.num_rows > total:
             raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
-        if rows:
-            out[len(ids) : len(ids) + rows] = _float_block(table["points"], n_points)
-            ids.extend(table["id"].to_pylist())
-    if len(ids) != total:
-        raise IntegrityError(f"{data_dir}: shards hold {len(ids)} {split or 'all'} rows, manifest counts {total}")
-    return ids, out
+        yield done, table
+        done += table.num_rows
+    if done != total:
+        raise IntegrityError(f"{data_dir}: shards hold {done} {split or 'all'} rows, manifest counts {total}")
 
 
 def load_point_attrs(
@@ -421,25 +436,18 @@ def load_point_attrs(
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     n_points = int(manifest["n_points"])
-    total = int(manifest["n"] if split is None else manifest["counts"].get(split, 0))
+    total = _split_count(manifest, split)
     out = np.zeros((total, n_points), dtype=np.uint16)  # (M, N)
     has = np.zeros(total, dtype=bool)
     ids: list[str] = []
-    for entry in _shards_for(manifest, split):
-        table = _read_shard(data_dir, entry, ["id", "split", "point_attrs"], verify=False)
-        if split is not None:
-            table = table.filter(pc.equal(table["split"], split))
+    for start, table in _split_tables(data_dir, manifest, split, "point_attrs"):
         rows = table.num_rows
-        if len(ids) + rows > total:
-            raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
         if rows and "point_attrs" in table.column_names:
             block, labelled = _label_block(table["point_attrs"], n_points)
             if block is not None:
-                out[len(ids) : len(ids) + rows] = block
-                has[len(ids) : len(ids) + rows] = labelled
+                out[start : start + rows] = block
+                has[start : start + rows] = labelled
         ids.extend(table["id"].to_pylist())
-    if len(ids) != total:
-        raise IntegrityError(f"{data_dir}: shards hold {len(ids)} {split or 'all'} rows, manifest counts {total}")
     return ids, out, has
 
 

@@ -197,7 +197,7 @@ class HierarchicalAttentionFusion(nn.Module):
         for lvl in range(self.n_levels):
             q, u, gate = self._text_side(lvl, text.tokens)  # (B, T, d), (B, T, d), (B, T) or None
             k, v = self._point_side(lvl, shapes.levels[lvl])  # (B, N, d)
-            logits = torch.bmm(q, k.transpose(1, 2)) / (math.sqrt(self.attn_dim) * taus[lvl])  # (B, T, N)
+            logits = self._logits(q, k, taus[lvl])  # (B, T, N)
             att = torch.bmm(logits.softmax(-1), v)  # (B, T, d)
             out.append((self._token_scores(u, att, logits, gate) * w).sum(-1))  # (B,)
         return torch.stack(out, dim=-1)  # (B, L)
@@ -206,17 +206,15 @@ class HierarchicalAttentionFusion(nn.Module):
         """A_l of aligned pairs: per level (B, T, N_l), each row a distribution over that level's tokens."""
         if len(text) != len(shapes):
             raise BadInputError(f"attention needs as many texts as shapes ({len(text)} vs {len(shapes)})")
-        return [attn for _, _, attn in self._paired(text, shapes, tau)]
-
-    def _paired(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None) -> list[tuple[Tensor, ...]]:
         taus = self._tau(tau)
-        out = []
-        for lvl in range(self.n_levels):
-            q = self.query[lvl](text.tokens)  # (B, T, d)
-            k = self.key[lvl](shapes.levels[lvl])  # (B, N, d)
-            scale = 1.0 / (math.sqrt(self.attn_dim) * taus[lvl])
-            out.append((q, k, torch.bmm(q * scale, k.transpose(1, 2)).softmax(-1)))  # attn (B, T, N)
-        return out
+        return [
+            self._logits(self.query[lvl](text.tokens), self.key[lvl](shapes.levels[lvl]), taus[lvl]).softmax(-1)
+            for lvl in range(self.n_levels)
+        ]  # per level (B, T, N_l)
+
+    def _logits(self, q: Tensor, k: Tensor, tau: float) -> Tensor:
+        """Attention logits of aligned pairs: queries (B, T, d) against keys (B, N, d) -> (B, T, N)."""
+        return torch.bmm(q, k.transpose(1, 2)) / (math.sqrt(self.attn_dim) * tau)
 
     def _text_side(self, lvl: int, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Queries, expectations and evidence gates of text tokens (..., D) at one level."""

@@ -240,7 +240,7 @@ def _zeroshot_classes(synth: bool, manifest: dict[str, Any]) -> tuple[list[str],
     return names, prompts
 
 
-def _attribute_texts(sid: str, cat: str, attrs: dict[str, str], caption: str, dseed: int, pos: int) -> list[list[str]]:
+def attribute_texts(sid: str, cat: str, attrs: dict[str, str], caption: str, dseed: int, pos: int) -> list[list[str]]:
     """[[true caption], [same caption with attribute a at each other value] for each attribute a].
 
     The template and variant are those of the stored first caption (``caption_draws``); a shape whose id or
@@ -433,7 +433,7 @@ def _attribute_batch(
 ) -> None:
     """Score each shape of a batch against its true caption and every one-value swap of it."""
     groups = [
-        _attribute_texts(meta.ids[j], meta.categories[j], meta.attributes[j], meta.captions[j], dseed, j)
+        attribute_texts(meta.ids[j], meta.categories[j], meta.attributes[j], meta.captions[j], dseed, j)
         for j in range(start, start + len(feats))
     ]
     flat = [t for g in groups for part in g for t in part]

@@ -55,7 +55,7 @@ def validation_batch(
 def _add_attribute_sets(batch: ValidationBatch, records: list) -> None:
     """Fill the batch's attribute-swap sets from each Align3D-Synth shape's first caption (others get none)."""
     from daer.data.synth.taxonomy import TAXONOMY
-    from daer.eval.evaluate import _attribute_texts  # the attribute-accuracy captions, one home
+    from daer.eval.evaluate import attribute_texts
 
     caps: list[str] = []
     owner: list[int] = []
@@ -64,7 +64,7 @@ def _add_attribute_sets(batch: ValidationBatch, records: list) -> None:
         if r.category not in TAXONOMY or set(r.attributes) != set(TAXONOMY[r.category]):
             continue
         try:
-            groups = _attribute_texts(r.id, r.category, r.attributes, r.captions[0], 0, b)
+            groups = attribute_texts(r.id, r.category, r.attributes, r.captions[0], 0, b)
         except BadInputError:
             continue
         base = len(caps)

@@ -113,11 +113,11 @@ def swap_loss(
         fine_loss, fine_weight: as for the in-batch loss (per HAF level, or on the fused fine score).
     """
     h, m = len(rows), len(owner)
-    slot = torch.zeros(m, dtype=torch.long, device=owner.device)  # column of each negative in its row
-    counts = torch.zeros(h, dtype=torch.long, device=owner.device)
-    for i, o in enumerate(owner.tolist()):
-        counts[o] += 1
-        slot[i] = counts[o]
+    counts = torch.bincount(owner, minlength=h)  # (H,) negatives per row
+    order = torch.argsort(owner, stable=True)  # negatives grouped by row, in their given order
+    rank = torch.arange(m, device=owner.device) - (torch.cumsum(counts, 0) - counts)[owner[order]]
+    slot = torch.empty_like(owner)
+    slot[order] = rank + 1  # column of each negative in its row (the positive holds column 0)
     width = 1 + int(counts.max())
     valid = torch.arange(width, device=owner.device)[None] <= counts[:, None]  # (H, width)
 

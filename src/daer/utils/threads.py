@@ -8,13 +8,15 @@ because each thread spins at every barrier waiting for the one that shares its c
   the user set it): waiting threads sleep instead of spinning.
 - Threads = ``--threads`` if given, else ``DAER_THREADS``, else *auto*: the cores this process may
   use minus the cores other work keeps busy, sampled from ``/proc/stat`` for 0.1 s (at least 1).
-- One inter-op thread: model work is a chain of ops, and a second pool only competes with the first.
+- The count reaches torch and FAISS through ``OMP_NUM_THREADS`` when they load later, or directly when
+  they are loaded already (torch then also gets one inter-op thread: model work is a chain of ops).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 
 from daer.errors import BadInputError
@@ -71,16 +73,20 @@ def resolve_threads(requested: int | None = None) -> int:
 
 
 def configure_threads(requested: int | None = None) -> int:
-    """Apply the policy to torch (intra- and inter-op) and FAISS; returns the thread count used."""
-    n = resolve_threads(requested)
-    import torch
+    """Apply the policy to torch and FAISS; returns the thread count used.
 
-    torch.set_num_threads(n)
-    with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
-        torch.set_num_interop_threads(1)
-    try:
-        import faiss
-    except ImportError:
-        return n
-    faiss.omp_set_num_threads(n)
+    Neither is imported here (a command that never runs a model should not pay for loading torch):
+    ``OMP_NUM_THREADS`` carries the count to whichever loads later, and one already loaded is set
+    directly (torch also to one inter-op thread, while that is still allowed).
+    """
+    n = resolve_threads(requested)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+        with contextlib.suppress(RuntimeError):  # allowed only before the first parallel work
+            torch.set_num_interop_threads(1)
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
     return n

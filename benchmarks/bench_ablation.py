@@ -36,6 +36,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                      ["--modes", "haf", "--set", "batch_categories=4", "--set", f"model_overrides={CONTEXT}"]),
     "new_local": ("new, but HAF reads local tokens (patches and parts before the transformer): the default",
                   ["--modes", "haf"]),
+    "ground": ("new_local + grounding loss (weight 1): named words attend to their labelled part",
+               ["--modes", "haf", "--set", "ground_weight=1.0"]),
+    "ground_0.3": ("new_local + grounding loss (weight 0.3)", ["--modes", "haf", "--set", "ground_weight=0.3"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
 }  # fmt: skip
 KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1")

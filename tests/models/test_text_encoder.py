@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def test_minilm_loads_offline_with_verified_hash(minilm: HFTextEncoder) -> None:
     assert "[CLS]" not in f.words[0] and "[SEP]" not in f.words[0]
     torch.testing.assert_close(f.global_.norm(dim=-1), torch.ones(3))
     assert torch.equal(f.tokens[2, len(f.words[2]) :], torch.zeros_like(f.tokens[2, len(f.words[2]) :]))
+
+
+def test_encoder_load_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Offline loading is local_files_only, not a process-wide HF_HUB_OFFLINE."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    HFTextEncoder(load_config("small"), cache=TextFeatureCache(tmp_path / "text.sqlite"))
+    assert "HF_HUB_OFFLINE" not in os.environ
 
 
 def test_minilm_global_is_sentence_transformers_mean_pooling(minilm: HFTextEncoder) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -204,3 +205,21 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint(data, tmp_path):
     resumed = train(TrainConfig.load(run, steps=steps[-1] + 2, resume=True))
     assert resumed["step"] == steps[-1] + 2 and resumed["steps_run"] == 2
     assert not list((run / "checkpoints").glob(".tmp-*"))  # a save cut by the kill is cleaned up
+
+
+def test_dap_without_a_val_split_is_refused_before_any_step(tmp_path):
+    """DAP calibrates on 'val': a set without one fails at set-up (not at step dap_every) and says the way out."""
+    from daer.data.record import ShapeRecord
+    from daer.data.shards import DatasetWriter
+
+    folder = tmp_path / "trainonly"
+    rng = np.random.default_rng(0)
+    with DatasetWriter(folder, "test", shard_size=10) as w:
+        for i in range(16):
+            pts = rng.normal(size=(256, 3)).astype(np.float32)
+            w.add(ShapeRecord(f"s{i}", "chair", {}, [f"a chair {i}"], "train", pts / np.abs(pts).max()))
+    cfg = config(folder, tmp_path / "run", mode="haf", dap=True, dap_every=5)
+    with pytest.raises(BadInputError, match="no 'val' shapes.*--no-dap"):
+        train(cfg)
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+    train(config(folder, tmp_path / "run2", mode="haf", dap=False, steps=2))  # the way out works

@@ -5,29 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-PROMPT = "a 3d model of a {}"
-
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    import torch
-
     from daer.data.mesh_io import load_points
     from daer.data.synth.taxonomy import CATEGORIES
     from daer.errors import BadInputError
     from daer.models.model import load_model
+    from daer.models.zeroshot import classify_points
 
     labels = [s.strip() for s in args.labels.split(",") if s.strip()] if args.labels else list(CATEGORIES)
     if len(set(labels)) != len(labels) or not labels:
         raise BadInputError(f"--labels needs distinct non-empty names, got {args.labels!r}")
     model = load_model(args.ckpt)
     points, _ = load_points(args.file, n_points=model.config.n_points)
-    with torch.no_grad():
-        shapes = model.encode_points(torch.from_numpy(points)[None])
-        text = model.encode_text([PROMPT.format(label.replace("_", " ")) for label in labels])
-        scores = model.score(text, shapes)[:, 0]  # (C,)
-        probs = (model.logit_scale_value() * scores).softmax(0)
-    order = scores.argsort(descending=True).tolist()[: max(1, args.top)]
-    ranked = [{"label": labels[i], "score": float(scores[i]), "prob": float(probs[i])} for i in order]
+    ranked = classify_points(model, points, labels)[: max(1, args.top)]
     if args.json:
         print(json.dumps({"file": str(args.file), "labels": ranked}))
     else:

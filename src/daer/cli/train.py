@@ -23,6 +23,8 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--warmup-steps", "warmup_steps", int, "linear warm-up steps (default 100, at most steps/5)"),
     ("--grad-clip", "grad_clip", float, "max gradient norm, 0 = off (default 1.0)"),
     ("--fine-weight", "fine_weight", float, "weight of the fine HAF loss (default 1.0)"),
+    ("--swap-negatives", "swap_negatives", float, "weight of the attribute-swap caption loss (default 1.0)"),
+    ("--ground-weight", "ground_weight", float, "weight of the grounding loss on part-labelled shapes"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every N steps (default 200)"),
     ("--log-every", "log_every", int, "log every N steps (default 10)"),
     ("--seed", "seed", int, "seed of init, data order and augmentation (default 0)"),

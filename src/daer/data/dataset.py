@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from daer.data.shards import MANIFEST, iter_records, load_points
+from daer.data.sampling import fixed_subset
+from daer.data.shards import MANIFEST, iter_records, load_point_attrs, load_points, read_manifest
 from daer.errors import BadInputError
 from daer.utils.atomic import atomic_path
 from daer.utils.hashing import sha256_file
@@ -75,6 +76,9 @@ class Batch:
         captions: one caption per shape.
         categories: category per shape.
         groups: the cached FPS/kNN groups of these shapes (None without a groups function).
+        point_attrs: (B, N) int32 part labels (``point_attrs`` bit masks, zeros where a shape has none), or
+            None when the data set serves no labels.
+        attributes: each shape's attribute values (with ``point_attrs``), else None.
     """
 
     indices: torch.Tensor
@@ -82,13 +86,19 @@ class Batch:
     captions: list[str]
     categories: list[str]
     groups: Any = None
+    point_attrs: torch.Tensor | None = None
+    attributes: list[dict[str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def to(self, device: torch.device | str) -> Batch:
+        labels = self.point_attrs.to(device) if self.point_attrs is not None else None
         return dataclasses.replace(
-            self, points=self.points.to(device), groups=map_tensors(self.groups, lambda t: t.to(device))
+            self,
+            points=self.points.to(device),
+            groups=map_tensors(self.groups, lambda t: t.to(device)),
+            point_attrs=labels,
         )
 
 
@@ -181,6 +191,9 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         groups_key: describes ``groups_fn``'s settings; part of the cache file name and check.
         cache_dir: folder for the groups cache file (None: memory only).
         cache_tag: identifies the data (e.g. the manifest hash and split) in the cache file name.
+        point_attrs: (M, N) part labels (``point_attrs`` bit masks, zeros where a shape has none), served
+            with every batch for the grounding loss; None serves none.
+        attributes: each shape's attribute values (required with ``point_attrs``).
     """
 
     def __init__(
@@ -198,6 +211,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         cache_dir: str | os.PathLike[str] | None = None,
         cache_tag: str = "",
         groups_chunk: int = 256,
+        point_attrs: np.ndarray | None = None,
+        attributes: Sequence[dict[str, str]] | None = None,
     ) -> None:
         points = np.asarray(points)
         if points.ndim != 3 or points.shape[2] != 3:
@@ -216,31 +231,54 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         n_all = points.shape[1]
         if n_points is not None and not 1 <= n_points <= n_all:
             raise BadInputError(f"n_points must be in 1..{n_all} (points per stored shape), got {n_points}")
-        if n_points is not None and n_points < n_all:
-            subset = np.sort(np.random.default_rng(0).permutation(n_all)[:n_points])
+        if point_attrs is not None:
+            point_attrs = np.asarray(point_attrs)
+            if point_attrs.shape != points.shape[:2] or attributes is None or len(attributes) != m:
+                raise BadInputError(
+                    f"point_attrs must be (M, N) = {points.shape[:2]} with one attributes dict per shape, "
+                    f"got {point_attrs.shape} and {None if attributes is None else len(attributes)}"
+                )
+        subset = fixed_subset(n_all, n_points)
+        if subset is not None:
             points = points[:, subset]
+            if point_attrs is not None:
+                point_attrs = point_attrs[:, subset]
         self.ids = list(ids)
         self.points = np.ascontiguousarray(points, dtype=np.float32)  # (M, n, 3)
         self.captions = [list(c) for c in captions]
         self.categories = list(categories)
         self.seed = int(seed)
         self.augment = augment
+        self.point_attrs = np.ascontiguousarray(point_attrs, dtype=np.int32) if point_attrs is not None else None
+        self.attributes = [dict(a) for a in attributes] if point_attrs is not None and attributes is not None else None
         self.groups = None
         if groups_fn is not None:
             self.groups = self._load_or_compute_groups(groups_fn, groups_key, cache_dir, cache_tag, groups_chunk)
 
     @classmethod
-    def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train", **kwargs: Any) -> ShapeTextDataset:
-        """Read one split of a shard folder (points in one pass, captions and categories in another)."""
+    def from_folder(
+        cls, data_dir: str | os.PathLike[str], split: str = "train", labels: bool = False, **kwargs: Any
+    ) -> ShapeTextDataset:
+        """Read one split of a shard folder (points in one pass, captions and categories in another).
+
+        ``labels``: also serve part labels and attribute values, when the data set has any (the manifest's
+        ``point_attrs`` count); a set without them serves none.
+        """
         ids, points = load_points(data_dir, split)
         if not ids:
             raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
-        captions, categories = [], []
-        for i, rec in enumerate(iter_records(data_dir, split, columns=["category", "captions"])):
+        captions, categories, attributes = [], [], []
+        for i, rec in enumerate(iter_records(data_dir, split, columns=["category", "captions", "attributes"])):
             if i >= len(ids) or rec.id != ids[i]:
                 raise BadInputError(f"{data_dir}: records of split {split!r} changed order while reading")
             captions.append(rec.captions)
             categories.append(rec.category)
+            attributes.append(rec.attributes)
+        if labels and read_manifest(data_dir).get("point_attrs"):
+            label_ids, point_attrs, _ = load_point_attrs(data_dir, split)
+            if label_ids != ids:
+                raise BadInputError(f"{data_dir}: part labels of split {split!r} are not in the order of its points")
+            kwargs.update(point_attrs=point_attrs, attributes=attributes)
         kwargs.setdefault("cache_tag", f"{split}-{sha256_file(Path(data_dir) / MANIFEST)[:16]}")
         return cls(ids, points, captions, categories, **kwargs)
 
@@ -296,7 +334,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         return index, pts, caption
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
-        """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups`` (or None)."""
+        """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups``, ``point_attrs`` (N,)
+        and ``attributes`` (each None when not served)."""
         index, pts, caption = self._item(key)
         groups = _take(self.groups, index) if self.groups is not None else None
         return {
@@ -305,6 +344,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             "caption": caption,
             "category": self.categories[index],
             "groups": groups,
+            "point_attrs": torch.from_numpy(self.point_attrs[index]) if self.point_attrs is not None else None,
+            "attributes": self.attributes[index] if self.attributes is not None else None,
         }
 
     def __getitems__(self, keys: Sequence[Key]) -> Batch:
@@ -313,7 +354,10 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
         pts = torch.from_numpy(np.stack([p for _, p, _ in items]))  # (B, N, 3)
         groups = _take(self.groups, idx) if self.groups is not None else None
-        return Batch(idx, pts, [c for _, _, c in items], [self.categories[i] for i in idx.tolist()], groups)
+        rows = idx.tolist()
+        labels = torch.from_numpy(self.point_attrs[rows]) if self.point_attrs is not None else None
+        attrs = [self.attributes[i] for i in rows] if self.attributes is not None else None
+        return Batch(idx, pts, [c for _, _, c in items], [self.categories[i] for i in rows], groups, labels, attrs)
 
 
 def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:
@@ -323,12 +367,15 @@ def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:
     groups = None
     if items and items[0]["groups"] is not None:
         groups = _cat([map_tensors(it["groups"], lambda t: t[None]) for it in items])
+    labelled = bool(items) and items[0].get("point_attrs") is not None
     return Batch(
         torch.tensor([it["index"] for it in items], dtype=torch.long),
         torch.stack([it["points"] for it in items]),
         [it["caption"] for it in items],
         [it["category"] for it in items],
         groups,
+        torch.stack([it["point_attrs"] for it in items]) if labelled else None,
+        [it["attributes"] for it in items] if labelled else None,
     )
 
 

@@ -65,3 +65,14 @@ def resample_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.
     """Pick ``n`` of the given points (without replacement when there are enough)."""
     idx = rng.choice(len(points), size=n, replace=len(points) < n)
     return points[idx]
+
+
+def fixed_subset(n_have: int, n_want: int | None) -> np.ndarray | None:
+    """The fixed, sorted point subset served whenever a shape has more points than a model takes.
+
+    Training, evaluation, grounding and indexing all take this one subset (seed 0), so a model always
+    sees the sampling it was trained on. None when no subset is needed (``n_want`` None or >= ``n_have``).
+    """
+    if n_want is None or n_want >= n_have:
+        return None
+    return np.sort(np.random.default_rng(0).permutation(n_have)[:n_want])

@@ -47,6 +47,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from daer.data.record import SPLITS
+from daer.data.sampling import fixed_subset
 from daer.data.shards import iter_records, read_manifest
 from daer.data.synth.captions import class_prompts, n_templates, render_caption, spec_queries
 from daer.data.synth.generator import caption_draws
@@ -198,9 +199,8 @@ def _point_batches(
             raise BadInputError(f"{data_dir}: shapes of split {split!r} changed order while reading")
         pts = np.asarray(rec.points, dtype=np.float32)
         if n_points is not None and len(pts) > n_points:
-            # The fixed subset ShapeTextDataset serves in training, so the model sees the same sampling.
-            if subset is None:
-                subset = np.sort(np.random.default_rng(0).permutation(len(pts))[:n_points])
+            if subset is None:  # the fixed subset training serves, so the model sees the same sampling
+                subset = fixed_subset(len(pts), n_points)
             pts = pts[subset]
         buf.append(pts)
         if len(buf) == batch:

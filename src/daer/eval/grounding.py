@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from daer.data.sampling import normalize_unit_sphere
+from daer.data.sampling import fixed_subset, normalize_unit_sphere
 from daer.data.shards import iter_records, read_manifest
 from daer.data.synth.captions import value_phrases
 from daer.data.synth.generator import attribute_mask
@@ -177,9 +177,7 @@ def value_word_spans(category: str, attributes: Mapping[str, str], caption: str)
     return out
 
 
-def token_char_spans(
-    caption: str, words: Sequence[str], content_only: bool = False
-) -> list[tuple[int, int] | None]:
+def token_char_spans(caption: str, words: Sequence[str], content_only: bool = False) -> list[tuple[int, int] | None]:
     """Where each token string of a text encoder's output lies in the (lower-cased) caption.
 
     The caption is split into words as the tokenizers do (runs of letters and digits, single punctuation
@@ -290,13 +288,6 @@ def point_attention(
 # Over a data set
 
 
-def _subset(n_all: int, n_points: int | None) -> np.ndarray | None:
-    """The fixed point subset ``ShapeTextDataset`` (and ``evaluate``) serve when a model takes fewer points."""
-    if n_points is None or n_points >= n_all:
-        return None
-    return np.sort(np.random.default_rng(0).permutation(n_all)[:n_points])
-
-
 def _labelled_shapes(
     data_dir: str | os.PathLike[str], split: str, chosen: set[str], n_points: int | None
 ) -> Iterator[tuple[str, dict[str, str], str, np.ndarray, np.ndarray]]:
@@ -308,7 +299,7 @@ def _labelled_shapes(
             continue
         pts, labels = np.asarray(rec.points, dtype=np.float32), np.asarray(rec.point_attrs)
         if subset is None:
-            subset = _subset(len(pts), n_points)
+            subset = fixed_subset(len(pts), n_points)
         if subset is not None:
             pts, labels = pts[subset], labels[subset]
         yield rec.category, rec.attributes, rec.captions[0], pts, labels

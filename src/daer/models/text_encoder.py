@@ -9,7 +9,6 @@ with ``text_finetune_layers = N`` the cache holds the hidden states below the la
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -200,7 +199,8 @@ class HFTextEncoder(nn.Module):
         folder = resolve_text_encoder_dir(cfg.text_encoder)
         expected = cfg.text_encoder_sha256 or (MINILM_SHA256 if cfg.text_encoder == MINILM_NAME else None)
         self.weights_sha256 = verify_text_encoder(folder, expected)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # local_files_only keeps this load off the network; the process environment is left as it was
+        # (HF_HUB_OFFLINE set here would leak into every later Hugging Face call and child process).
         verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from daer.data.sampling import fixed_subset
 from daer.data.shards import iter_records, read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import CONFIG_FILE, DaerModel, load_model
@@ -58,13 +59,6 @@ def default_settings(method: str, n: int) -> dict[str, Any]:
     if method == "hnsw":
         return {"ef_search": 64}
     return {}
-
-
-def _point_subset(n_have: int, n_want: int) -> np.ndarray | None:
-    """The fixed point subset the training data set and the evaluation use when a shape has more points."""
-    if n_have <= n_want:
-        return None
-    return np.sort(np.random.default_rng(0).permutation(n_have)[:n_want])
 
 
 def build_index(
@@ -187,7 +181,7 @@ def _embed(
             if len(p) < n_points:
                 raise BadInputError(f"{data_dir}: shape {rec.id} has {len(p)} points, the model needs {n_points}")
             if len(p) not in subsets:
-                subsets[len(p)] = _point_subset(len(p), n_points)
+                subsets[len(p)] = fixed_subset(len(p), n_points)
             subset = subsets[len(p)]
             pts.append(p if subset is None else p[subset])
             line = json.dumps(

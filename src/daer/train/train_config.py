@@ -41,6 +41,7 @@ class TrainConfig:
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
     swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
+    ground_weight: float = 0.0  # weight of the grounding loss on part-labelled shapes (haf mode; 0: off)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -84,8 +85,8 @@ class TrainConfig:
             raise BadInputError(f"time_budget_s must be >= 0, got {self.time_budget_s}")
         if not self.lr > 0:
             raise BadInputError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.fine_weight < 0 or self.swap_negatives < 0:
-            raise BadInputError("weight_decay, grad_clip, fine_weight and swap_negatives must be >= 0")
+        if min(self.weight_decay, self.grad_clip, self.fine_weight, self.swap_negatives, self.ground_weight) < 0:
+            raise BadInputError("weight_decay, grad_clip, fine_weight, swap_negatives and ground_weight must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

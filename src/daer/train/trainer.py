@@ -26,6 +26,7 @@ from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDatase
 from daer.data.shards import read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
+from daer.models.pointops import normalize_batch
 from daer.train import checkpoint as ckpt
 from daer.train.batching import CategoryBatchSampler
 from daer.train.distributed import (
@@ -37,6 +38,7 @@ from daer.train.distributed import (
     broadcast_module,
     init_distributed,
 )
+from daer.train.grounding_loss import TokenAttributeMasks, grounding_loss
 from daer.train.hard_negatives import SwapNegatives, swap_loss
 from daer.train.loss import ContrastiveLoss
 from daer.train.run_folder import LOG_FILE, JsonlLog, manifest_hash, record_resume, write_run_info
@@ -90,6 +92,9 @@ class Trainer:
         self._seed_rngs()
 
         self.dataset = self._build_dataset()
+        self.token_masks: TokenAttributeMasks | None = None
+        if cfg.ground_weight > 0 and self.model.haf is not None and self.dataset.point_attrs is not None:
+            self.token_masks = TokenAttributeMasks(self.model.config.text_content_words)
         self.swaps: SwapNegatives | None = None
         if cfg.swap_negatives > 0:
             self.swaps = SwapNegatives(self.dataset.ids, self.dataset.captions)
@@ -167,6 +172,7 @@ class Trainer:
             "groups_fn": self.model.precompute_groups,
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
             "cache_dir": self.run_dir / "cache",
+            "labels": self.cfg.ground_weight > 0 and self.cfg.mode == "haf",
         }
         # Rank 0 computes the point groups and writes the cache; the others then read it.
         if self.dist.is_main:
@@ -213,6 +219,8 @@ class Trainer:
             out = self.loss_fn(text, shapes, self.model.logit_scale_value(), self.model.fine_logit_scale_value())
             if self.swaps is not None:
                 out |= self._swap_term(batch, text, shapes, out["loss"])
+            if self.token_masks is not None:
+                out |= self._ground_term(batch, text, shapes, out["loss"])
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         all_reduce_grads(self.params)
@@ -249,6 +257,26 @@ class Trainer:
             self.model.fine_logit_scale_value(),
         )
         return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}
+
+    def _ground_term(self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss with the grounding term added (``loss``, ``loss_ground``; zero when no word names a part)."""
+        assert self.token_masks is not None and batch.point_attrs is not None and batch.attributes is not None
+        masks = [
+            self.token_masks(int(i), cat, attrs, cap, words)
+            for i, cat, attrs, cap, words in zip(
+                batch.indices.tolist(), batch.categories, batch.attributes, batch.captions, text.words, strict=True
+            )
+        ]
+        term = grounding_loss(
+            self.model.haf.attention(text, shapes),
+            shapes.centers,
+            normalize_batch(batch.points.float()),
+            batch.point_attrs,
+            masks,
+        )
+        if term is None:
+            return {"loss": loss, "loss_ground": loss.new_zeros(())}
+        return {"loss": loss + self.cfg.ground_weight * term, "loss_ground": term.detach()}
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -385,7 +413,7 @@ class Trainer:
                     now = time.perf_counter()
                     shapes_per_s = window_steps * global_batch / max(now - t_window, 1e-9)
                     t_window, window_steps = now, 0
-                    for k in ("loss", "loss_global", "loss_fine", "loss_swap"):
+                    for k in ("loss", "loss_global", "loss_fine", "loss_swap", "loss_ground"):
                         if k in stats:
                             stats[k] = float(all_reduce_mean(torch.tensor(stats[k], device=self.device)))
                     epoch, _ = self.sampler.position(self.step - 1)
@@ -430,6 +458,14 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> 
     callbacks = list(callbacks or [])
     if cfg.dap and cfg.mode == "haf":
         from daer.train.dap_callback import DAPCallback
+
+        counts = read_manifest(cfg.data).get("counts", {})
+        if cfg.dap_every <= cfg.steps and not counts.get("val"):
+            raise BadInputError(
+                f"{cfg.data} has no 'val' shapes (splits: {counts}), and DAP calibrates the attention policy on "
+                f"them at step {cfg.dap_every}. Train with --no-dap, or give some shapes split 'val' (an import "
+                "CSV without a split column gets a seeded 80/10/10 split)."
+            )
 
         callbacks.append(
             DAPCallback(cfg.data, every=cfg.dap_every, simulations=cfg.dap_sims, alpha=cfg.dap_alpha, seed=cfg.seed)

@@ -1,0 +1,123 @@
+"""The grounding loss against the evaluation's pointing game, and its effect on a trained model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from daer.data.build import build_synth
+from daer.data.dataset import ShapeTextDataset
+from daer.eval.grounding import measure_grounding, token_shares
+from daer.models.model import load_model
+from daer.models.pointops import knn
+from daer.train.grounding_loss import TokenAttributeMasks, grounding_loss
+from daer.train.train_config import TrainConfig
+from daer.train.trainer import train
+
+
+def _case(seed: int, b: int = 3, t: int = 4, n: int = 64, sizes: tuple[int, ...] = (16, 4)):
+    g = torch.Generator().manual_seed(seed)
+    points = torch.rand(b, n, 3, generator=g) * 2 - 1
+    centers = [points[:, torch.randperm(n, generator=g)[:m]] for m in sizes]
+    attention = [torch.rand(b, t, m, generator=g).softmax(-1) for m in sizes]
+    labels = torch.randint(0, 8, (b, n), generator=g, dtype=torch.int32)
+    masks = [{0: 1, 2: 4}, {}, {1: 2, 3: 8}]  # bit 8 is on no point: left out
+    return attention, centers, points, labels, masks
+
+
+def _reference(attention, centers, points, labels, masks) -> float:
+    """Per (token, level): the evaluation's token_shares on explain-style point attention; mean of −log."""
+    losses = []
+    for att, cen in zip(attention, centers, strict=True):
+        for b, tm in enumerate(masks):
+            nearest = knn(points[b : b + 1], cen[b : b + 1], 1)[0, :, 0]
+            point_att = (att[b][:, nearest] * cen.shape[1]).numpy()  # (T, N), as DaerModel.explain maps it
+            for _, share, _ in token_shares(point_att, labels[b].numpy(), tm):
+                losses.append(-math.log(share))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loss_is_the_pointing_game_share(seed):
+    case = _case(seed)
+    loss = grounding_loss(*case)
+    assert loss is not None
+    assert float(loss) == pytest.approx(_reference(*case), rel=1e-5)
+
+
+def test_nothing_named_or_nothing_scorable_gives_none():
+    attention, centers, points, labels, _ = _case(0)
+    assert grounding_loss(attention, centers, points, labels, [{}, {}, {}]) is None
+    everywhere = torch.full_like(labels, 1)  # the part covers the whole shape: no evidence, left out
+    assert grounding_loss(attention, centers, points, everywhere, [{0: 1}, {}, {}]) is None
+
+
+def test_descending_the_loss_moves_attention_onto_the_part():
+    """Gradient descent on attention logits reaches the best possible loss: all mass on the token
+    whose cell holds the largest share of the part (the reference's optimum)."""
+    attention, centers, points, labels, masks = _case(3)
+    best = []
+    for cen in centers:
+        for b, tm in enumerate(masks):
+            nearest = knn(points[b : b + 1], cen[b : b + 1], 1)[0, :, 0]
+            for bit in tm.values():
+                on = (labels[b] & bit) != 0
+                if on.any():
+                    cells = [float(on[nearest == j].float().mean()) for j in nearest.unique()]
+                    best.append(-math.log(max(cells)))
+    optimum = float(np.mean(best))
+    logits = [a.log().clone().requires_grad_(True) for a in attention]
+    opt = torch.optim.Adam(logits, lr=0.5)
+    before = float(grounding_loss(attention, centers, points, labels, masks))
+    for _ in range(200):
+        loss = grounding_loss([x.softmax(-1) for x in logits], centers, points, labels, masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(grounding_loss([x.softmax(-1) for x in logits], centers, points, labels, masks))
+    assert before > optimum + 0.3 and after < optimum + 0.02, (before, after, optimum)
+
+
+def test_token_masks_name_the_attribute_words():
+    masks = TokenAttributeMasks(content_only=True)
+    words = ["chair", "four", "legs", "armrests"]
+    named = masks(0, "chair", {"legs": "4", "armrests": "yes"}, "a chair with four legs and armrests", words)
+    assert set(named) == {1, 3}  # "four" (not "legs", which every leg count says) and "armrests"
+    assert named[1] != named[3]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synth")
+    build_synth(folder, 240, n_points=256, workers=1, progress=False)
+    return folder
+
+
+def test_labelled_data_set_serves_labels_in_point_order(synth):
+    ds = ShapeTextDataset.from_folder(synth, "train", labels=True)
+    plain = ShapeTextDataset.from_folder(synth, "train")
+    assert plain.point_attrs is None
+    assert ds.point_attrs is not None and ds.point_attrs.shape == ds.points.shape[:2]
+    batch = ds.__getitems__([0, 1])
+    assert batch.point_attrs.shape == (2, ds.points.shape[1]) and len(batch.attributes) == 2
+    assert batch.point_attrs.any()
+
+
+def test_grounding_loss_trains_words_to_look_at_their_parts(synth, tmp_path):
+    """Same steps, with and without the term: the pointing-game score on training shapes must rise."""
+    scores = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"run-{weight}"
+        cfg = TrainConfig(data=str(synth), out=str(out), config="tiny", steps=80, batch_size=32, lr=3e-3,
+                          warmup_steps=10, log_every=20, ckpt_every=1000, progress=False, dap=False,
+                          ground_weight=weight)  # fmt: skip
+        train(cfg)
+        result = measure_grounding(load_model(out), synth, "train", max_shapes=100)
+        assert result is not None and result.score is not None
+        scores[weight] = (result.score, result.chance)
+    (plain, chance), (grounded, _) = scores[0.0], scores[1.0]
+    assert grounded > plain + 0.1 and grounded > chance + 0.15, scores

@@ -34,14 +34,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             ["--modes", "haf", "--set", f"model_overrides={CONTEXT}"]),
     "new_catbatch": ("new + category-grouped batches (4 categories per batch of 64)",
                      ["--modes", "haf", "--set", "batch_categories=4", "--set", f"model_overrides={CONTEXT}"]),
-    "new_local": ("new, but HAF reads local tokens (patches and parts before the transformer): the default",
+    "new_local": ("new, but HAF reads local tokens (patches, parts before the transformer): default before grounding",
                   ["--modes", "haf"]),
     "ground": ("new_local + grounding loss (weight 1): named words attend to their labelled part",
                ["--modes", "haf", "--set", "ground_weight=1.0"]),
     "ground_0.3": ("new_local + grounding loss (weight 0.3)", ["--modes", "haf", "--set", "ground_weight=0.3"]),
+    "ground_context": ("ground + HAF reads tokens in context (after the transformer)",
+                       ["--modes", "haf", "--set", "ground_weight=1.0", "--set", f"model_overrides={CONTEXT}"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
 }  # fmt: skip
-KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1")
+KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1", "grounding")
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--only", nargs="*", default=None, help="variants to include (default all)")
     ap.add_argument("--note", default="", help="a sentence on the conditions of these runs, printed under the table")
+    ap.add_argument("--section", default="quality_ablation", help="RESULTS.md section to write (one per screen)")
+    ap.add_argument("--title", default="Fine-grained ablation", help="the section's heading")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     names = args.only or list(VARIANTS)
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.bench_ablation " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
-    lines = [f"## Fine-grained ablation (`small`, {args.n:,} Align3D-Synth shapes, {args.minutes:g} min per row)", "",
+    lines = [f"## {args.title} (`small`, {args.n:,} Align3D-Synth shapes, {args.minutes:g} min per row)", "",
              f"Command: `{command.strip()}` (git {git_sha()})  ", f"Machine: {machine_line()}.  ",
              f"Each row trained alone (2 threads, DAP off, policy fixed at mix 0.5, equal level weights), "
              f"evaluated on {args.eval_max} test shapes (unseen attribute combinations, held-out templates).", "",
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines)
     print(md)
     if not args.no_write:
-        print(f"wrote {write_section('quality_ablation', md)}")
+        print(f"wrote {write_section(args.section, md)}")
     return 0
 
 

@@ -10,7 +10,8 @@ For each trained run, on Align3D-Synth shapes of the *train* split (seen attribu
    zero-shot top-1 per split (class prompts do not depend on the template group);
 2. per-attribute accuracy on the unseen × held-out cell, grouped into counts, presence and other values;
 3. the same accuracy with the score taken apart: global cosine alone (mix 0), fine HAF alone (mix 1),
-   each level alone, and the policy's fused score;
+   each level alone, the policy's fused score, and the sum of the two terms' logits (each at its own
+   learned temperature, as the losses see them);
 4. two linear probes (softmax regression, fitted on train-split items, tested on test-split items):
    the run's point embeddings -> each attribute's value (the point-side ceiling on unseen combinations),
    and the frozen text tower's mean-pooled caption features -> the value named in the caption, fitted on
@@ -85,6 +86,9 @@ def score_parts(model: Any, captions: list[str], shapes: Any) -> dict[str, np.nd
             out[f"level{lvl + 1}"] = levels[:, lvl].numpy()
         out["fine"] = model.haf.fine(levels).numpy()
         out["fused"] = model.haf.fuse(levels, g).numpy()
+        # The two InfoNCE logits added (each term at its own learned temperature): a product of experts.
+        fine_scale = model.fine_logit_scale_value()
+        out["logit_sum"] = (model.logit_scale_value() * g + fine_scale * model.haf.fine(levels)).numpy()
     else:
         out["fused"] = out["global"]
     return out
@@ -232,8 +236,8 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], command
     lines.append("")
     lines.append("Score components on unseen × held-out (attr_acc when only that part of the score ranks):")
     lines.append("")
-    lines.append("| run | global | fine | level 1 | level 2 | level 3 | fused | policy |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("| run | global | fine | level 1 | level 2 | level 3 | fused | logit sum | policy |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         c = r["cells"]["test/heldout"]
 
@@ -242,7 +246,7 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], command
 
         pol = json.dumps(r["policy"]) if r["policy"] else "–"
         lines.append(f"| {name} | {f('global')} | {f('fine')} | {f('level1')} | {f('level2')} | {f('level3')} "
-                     f"| {f('fused')} | `{pol}` |")  # fmt: skip
+                     f"| {f('fused')} | {f('logit_sum')} | `{pol}` |")  # fmt: skip
     lines.append("")
     lines.append("By kind of attribute (unseen × held-out, fused): " + "; ".join(
         f"**{name}**: " + ", ".join(f"{k} {v[0]:.3f} (n={v[1]})" for k, v in sorted(r["by_kind"].items()))

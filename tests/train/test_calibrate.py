@@ -62,6 +62,28 @@ def test_reward_counts_attribute_accuracy_like_a_direct_loop(synth: Path) -> Non
     assert terms["attr_acc"] == pytest.approx(sum(right) / len(right), abs=1e-6)
 
 
+def test_reward_zero_shot_uses_the_evaluation_prompts(synth: Path) -> None:
+    """The cached zero-shot term equals classifying each shape by the mean ``model.score`` of each class's
+    evaluation prompts (``zeroshot_prompts``, the evaluation's one home for them)."""
+    from daer.eval.evaluate import zeroshot_prompts
+    from daer.train.calibrate import build_cache
+    from daer.train.dap import identity_assignment, reward_terms
+
+    torch.manual_seed(0)
+    model = create_model("tiny", n_points=256).eval()
+    batch = validation_batch(synth, size=16)
+    classes = sorted({r.category for r in iter_records(synth, split="val")})
+    assert batch.class_prompts == zeroshot_prompts(classes, synth=True)
+    assert all(len(p) > 1 for p in batch.class_prompts)  # an ensemble, as the evaluation uses
+    base = current_policy(model)
+    terms = reward_terms(build_cache(model, batch, base), identity_assignment(3), base)
+    with torch.no_grad():
+        shapes = model.encode_points(batch.points)
+        per_class = torch.stack([model.score(model.encode_text(p), shapes).mean(0) for p in batch.class_prompts])
+    expected = float((per_class.argmax(0) == batch.labels).float().mean())
+    assert terms["zeroshot_top1"] == pytest.approx(expected)
+
+
 def test_global_mode_checkpoint_is_refused(synth: Path) -> None:
     model = create_model("tiny", n_points=256, mode="global")
     with pytest.raises(DaerError, match="global"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -107,17 +108,28 @@ def test_labelled_data_set_serves_labels_in_point_order(synth):
     assert batch.point_attrs.any()
 
 
+def test_trainer_adds_the_weighted_term(synth, tmp_path):
+    cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=16,
+                      ground_weight=0.5, log_every=1, progress=False, dap=False)  # fmt: skip
+    train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lines = [e for e in lines if "loss" in e]
+    assert lines and all(e["loss_ground"] > 0 for e in lines)
+    parts = ("loss_global", "loss_fine", "loss_swap")
+    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 0.5 * e["loss_ground"], rel=1e-5) for e in lines)
+
+
 def test_grounding_loss_trains_words_to_look_at_their_parts(synth, tmp_path):
     """Same steps, with and without the term: the pointing-game score on training shapes must rise."""
     scores = {}
-    for weight in (0.0, 1.0):
+    for weight in (0.0, 5.0):  # the tiny model needs a strong weight to move in 80 steps
         out = tmp_path / f"run-{weight}"
-        cfg = TrainConfig(data=str(synth), out=str(out), config="tiny", steps=80, batch_size=32, lr=3e-3,
+        cfg = TrainConfig(data=str(synth), out=str(out), config="tiny", steps=80, batch_size=32, lr=5e-3,
                           warmup_steps=10, log_every=20, ckpt_every=1000, progress=False, dap=False,
                           ground_weight=weight)  # fmt: skip
         train(cfg)
         result = measure_grounding(load_model(out), synth, "train", max_shapes=100)
         assert result is not None and result.score is not None
         scores[weight] = (result.score, result.chance)
-    (plain, chance), (grounded, _) = scores[0.0], scores[1.0]
+    (plain, chance), (grounded, _) = scores[0.0], scores[5.0]
     assert grounded > plain + 0.1 and grounded > chance + 0.15, scores

@@ -98,7 +98,7 @@ def test_trainer_adds_the_term_on_synth_data(tmp_path):
     data = tmp_path / "synth"
     build_synth(data, 120, n_points=256, workers=1, progress=False)
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=16,
-                      swap_negatives=1.0, log_every=1, progress=False, dap=False)  # fmt: skip
+                      swap_negatives=1.0, ground_weight=0.0, log_every=1, progress=False, dap=False)  # fmt: skip
     train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(e["loss_swap"] > 0 for e in lines)

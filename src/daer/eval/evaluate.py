@@ -228,16 +228,25 @@ def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def _zeroshot_classes(synth: bool, manifest: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Class names and each class's prompts."""
+def zeroshot_prompts(names: list[str], synth: bool) -> list[list[str]]:
+    """Each class's zero-shot prompts: Align3D-Synth's class prompts, or generic ones naming the class.
+
+    The one home of zero-shot prompts: the evaluation scores a class by the mean of its prompts' scores,
+    and DAP's reward does the same.
+    """
     if synth:
-        return list(CATEGORIES), [class_prompts(c) for c in CATEGORIES]
-    names = sorted(c for c in manifest.get("categories", {}) if c)
+        return [class_prompts(c) for c in names]
     prompts = []
     for name in names:
         words = name.replace("_", " ").strip()
         prompts.append([p.replace("a {name}", _article(words) + " {name}").format(name=words) for p in GENERIC_PROMPTS])
-    return names, prompts
+    return prompts
+
+
+def _zeroshot_classes(synth: bool, manifest: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Class names and each class's prompts."""
+    names = list(CATEGORIES) if synth else sorted(c for c in manifest.get("categories", {}) if c)
+    return names, zeroshot_prompts(names, synth)
 
 
 def attribute_texts(sid: str, cat: str, attrs: dict[str, str], caption: str, dseed: int, pos: int) -> list[list[str]]:

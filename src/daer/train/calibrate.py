@@ -22,7 +22,7 @@ class ValidationBatch:
     points: torch.Tensor  # (B, N, 3)
     captions: list[str]
     labels: torch.Tensor  # (B,)
-    class_texts: list[str]  # one prompt per class, in label order
+    class_prompts: list[list[str]]  # each class's zero-shot prompts (the evaluation's), in label order
     # Attribute swaps (Align3D-Synth shapes only): captions, the shape each belongs to, and sets of caption
     # indices (S, W), -1 padded, whose column 0 is a true caption and the rest the same caption with one
     # attribute at each other value.
@@ -35,7 +35,9 @@ def validation_batch(
     data_dir: str | os.PathLike[str], size: int = 256, split: str = "val", seed: int = 0
 ) -> ValidationBatch:
     """Draw up to ``size`` shapes of a split (one caption each) and zero-shot prompts for its categories."""
-    from daer.data.shards import iter_records
+    from daer.data.shards import iter_records, read_manifest
+    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.eval.evaluate import SYNTH_GENERATOR, zeroshot_prompts
 
     records = list(iter_records(data_dir, split=split))
     if not records:
@@ -47,7 +49,8 @@ def validation_batch(
     points = torch.from_numpy(np.stack([r.points.astype(np.float32) for r in records]))
     captions = [r.captions[int(rng.integers(len(r.captions)))] for r in records]
     labels = torch.tensor([classes.index(r.category) for r in records])
-    batch = ValidationBatch(points, captions, labels, [f"a 3d model of a {c}" for c in classes])
+    synth = read_manifest(data_dir).get("generator") == SYNTH_GENERATOR and all(c in TAXONOMY for c in classes)
+    batch = ValidationBatch(points, captions, labels, zeroshot_prompts(classes, synth))
     _add_attribute_sets(batch, records)
     return batch
 
@@ -95,6 +98,13 @@ def current_policy(model: torch.nn.Module) -> Policy:
     )
 
 
+def _class_mean(scores: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """Mean over each class's prompt rows: (P, ...) scores, (P,) class of each row -> (C, ...)."""
+    n = int(owner.max()) + 1
+    total = scores.new_zeros((n, *scores.shape[1:])).index_add(0, owner.to(scores.device), scores)
+    return total / torch.bincount(owner, minlength=n).to(scores).reshape(-1, *[1] * (scores.dim() - 1))
+
+
 def apply_policy(model: torch.nn.Module, policy: Policy) -> None:
     """Write a policy into the model's HAF buffers."""
     model.haf.set_policy(tau=policy.tau, level_weight=policy.level_weight, mix=policy.mix)
@@ -108,17 +118,23 @@ def build_cache(model: torch.nn.Module, batch: ValidationBatch, base: Policy) ->
     model.eval()
     try:
         text = model.encode_text(batch.captions)
-        prompts = model.encode_text(batch.class_texts)
+        flat = [p for ps in batch.class_prompts for p in ps]
+        sizes = torch.tensor([len(ps) for ps in batch.class_prompts])
+        owner = torch.repeat_interleave(torch.arange(len(sizes)), sizes)  # (P,) class of each prompt
+        prompts = model.encode_text(flat)
         shapes = model.encode_points(batch.points)
         tau = torch.tensor(base.tau)
         levels = torch.stack([model.haf.level_scores(text, shapes, tau=tau * f) for f in FACTORS])
-        class_levels = torch.stack([model.haf.level_scores(prompts, shapes, tau=tau * f) for f in FACTORS])
+        # A class scores the mean of its prompts' scores, as in the evaluation (fused scores are linear).
+        class_levels = torch.stack(
+            [_class_mean(model.haf.level_scores(prompts, shapes, tau=tau * f), owner) for f in FACTORS]
+        )
         scale = float(model.logit_scale.exp().clamp(max=model.config.logit_scale_max))
         cache = ScoreCache(
             levels=levels.float(),
             global_=(text.global_ @ shapes.global_.T).float(),
             class_levels=class_levels.float(),
-            class_global=(prompts.global_ @ shapes.global_.T).float(),
+            class_global=_class_mean(prompts.global_ @ shapes.global_.T, owner).float(),
             labels=batch.labels,
             logit_scale=scale,
         )

@@ -26,21 +26,29 @@ from benchmarks.report import git_sha, machine_line, write_section
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
 CONTEXT = '{"point_context":true}'
 
+OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
+
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "legacy": ("plain cosine readout, pre-transformer part tokens, every word piece scored, one swap negative",
-               ["--modes", "haf", "--set", "swap_k=1", "--set", f"model_overrides={LEGACY}"]),
+               ["--modes", "haf", "--set", "swap_k=1", "--set", f"model_overrides={LEGACY}", *OFF]),
     "new": ("value readout + word-gated evidence, tokens in context, content words, 4 swaps, fine logit scale",
-            ["--modes", "haf", "--set", f"model_overrides={CONTEXT}"]),
+            ["--modes", "haf", "--set", f"model_overrides={CONTEXT}", *OFF]),
     "new_catbatch": ("new + category-grouped batches (4 categories per batch of 64)",
-                     ["--modes", "haf", "--set", "batch_categories=4", "--set", f"model_overrides={CONTEXT}"]),
+                     ["--modes", "haf", "--set", "batch_categories=4", "--set", f"model_overrides={CONTEXT}", *OFF]),
     "new_local": ("new, but HAF reads local tokens (patches, parts before the transformer): default before grounding",
-                  ["--modes", "haf"]),
+                  ["--modes", "haf", *OFF]),
     "ground": ("new_local + grounding loss (weight 1): named words attend to their labelled part",
-               ["--modes", "haf", "--set", "ground_weight=1.0"]),
-    "ground_0.3": ("new_local + grounding loss (weight 0.3)", ["--modes", "haf", "--set", "ground_weight=0.3"]),
+               ["--modes", "haf", "--set", "ground_weight=1.0", "--set", "ground_swaps=false"]),
+    "ground_0.3": ("new_local + grounding loss (weight 0.3)",
+                   ["--modes", "haf", "--set", "ground_weight=0.3", "--set", "ground_swaps=false"]),
+    "ground_0.5": ("new_local + grounding loss (weight 0.5), true captions only",
+                   ["--modes", "haf", "--set", "ground_swaps=false"]),
+    "ground_swaps": ("ground_0.5 + the words of attribute-swap captions grounded too: the default",
+                     ["--modes", "haf"]),
     "ground_context": ("ground + HAF reads tokens in context (after the transformer)",
-                       ["--modes", "haf", "--set", "ground_weight=1.0", "--set", f"model_overrides={CONTEXT}"]),
+                       ["--modes", "haf", "--set", "ground_weight=1.0", "--set", "ground_swaps=false",
+                        "--set", f"model_overrides={CONTEXT}"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
 }  # fmt: skip
 KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1", "grounding")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -83,6 +84,29 @@ def test_descending_the_loss_moves_attention_onto_the_part():
     assert before > optimum + 0.3 and after < optimum + 0.02, (before, after, optimum)
 
 
+def test_swap_caption_words_name_the_swapped_part(synth):
+    """In a swap caption, the swapped word names the same part as the true one ("no" of "no armrests" on a
+    chair that has armrests points at its armrests): the target that ``ground_swaps`` trains."""
+    from daer.data.shards import iter_records
+    from daer.data.synth.generator import attribute_mask
+    from daer.train.hard_negatives import SwapNegatives
+
+    recs = list(iter_records(synth, "train", columns=["category", "attributes", "captions"]))
+    swaps = SwapNegatives([r.id for r in recs], [r.captions for r in recs])
+    masks = TokenAttributeMasks(content_only=True)
+    checked = 0
+    for i, r in enumerate(recs):
+        for negatives in swaps.options[i].values():
+            for neg in negatives:
+                stated = swaps.attributes(i, neg)
+                (name,) = [a for a in stated if stated[a] != r.attributes[a]]
+                words = re.findall(r"[a-z0-9]+", neg.lower())  # whole words, as a word-level tokenizer gives
+                named = masks(i, r.category, stated, neg, words)
+                assert attribute_mask(r.category, name) in named.values(), (neg, name, named)
+                checked += 1
+    assert checked > 20
+
+
 def test_token_masks_name_the_attribute_words():
     masks = TokenAttributeMasks(content_only=True)
     words = ["chair", "four", "legs", "armrests"]
@@ -108,9 +132,10 @@ def test_labelled_data_set_serves_labels_in_point_order(synth):
     assert batch.point_attrs.any()
 
 
-def test_trainer_adds_the_weighted_term(synth, tmp_path):
+@pytest.mark.parametrize("swaps", [False, True])
+def test_trainer_adds_the_weighted_term(synth, tmp_path, swaps):
     cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=16,
-                      ground_weight=0.5, log_every=1, progress=False, dap=False)  # fmt: skip
+                      ground_weight=0.5, ground_swaps=swaps, log_every=1, progress=False, dap=False)  # fmt: skip
     train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     lines = [e for e in lines if "loss" in e]

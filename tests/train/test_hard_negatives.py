@@ -31,7 +31,7 @@ def test_every_negative_is_one_swap_to_a_training_combination(records):
     swaps = SwapNegatives([r.id for r in records], [r.captions for r in records])
     assert 0.4 < swaps.coverage() <= 1.0
     n = 0
-    for r, opts in zip(records, swaps.options, strict=True):
+    for pos, (r, opts) in enumerate(zip(records, swaps.options, strict=True)):
         index = int(r.id.rsplit("-", 1)[1])
         category, full = shape_spec(index, SEED)
         draws = {d.text: d for d in caption_draws(index, SEED, len(r.captions))}
@@ -45,6 +45,13 @@ def test_every_negative_is_one_swap_to_a_training_combination(records):
                 if v != full[a] and split_of(category, {**full, a: v}, SEED) == "train"
             } - {caption}
             assert set(negatives) == allowed  # all of them, and nothing else
+            for neg in negatives:  # the values a negative states: the shape's, with exactly one swapped
+                stated = swaps.attributes(pos, neg)
+                changed = [a for a in full if stated[a] != full[a]]
+                assert len(changed) == 1 and changed[0] in d.attributes
+                assert neg == render_caption(
+                    category, {a: stated[a] for a in d.attributes}, d.template, d.group, d.variant
+                )
             n += len(negatives)
     assert n > 0 and len(swaps.captions()) <= n
 

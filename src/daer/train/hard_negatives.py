@@ -39,7 +39,9 @@ class SwapNegatives:
     """
 
     def __init__(self, ids: Sequence[str], captions: Sequence[Sequence[str]]) -> None:
-        self.options: list[dict[str, list[str]]] = [_swaps(sid, caps) for sid, caps in zip(ids, captions, strict=True)]
+        found = [_swaps(sid, caps) for sid, caps in zip(ids, captions, strict=True)]
+        self.options: list[dict[str, list[str]]] = [options for options, _ in found]
+        self._attributes: list[dict[str, dict[str, str]]] = [attrs for _, attrs in found]
 
     @classmethod
     def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train") -> SwapNegatives:
@@ -60,6 +62,10 @@ class SwapNegatives:
         """Every negative caption once (to fill the text-feature cache)."""
         return list(dict.fromkeys(c for opts in self.options for v in opts.values() for c in v))
 
+    def attributes(self, index: int, negative: str) -> dict[str, str]:
+        """The attribute values a negative caption of shape ``index`` states (the shape's, one swapped)."""
+        return self._attributes[index][negative]
+
     def pick(self, index: int, caption: str, rng: np.random.Generator, k: int = 1) -> list[str]:
         """Up to ``k`` distinct negatives of shape ``index``'s ``caption`` (empty when it has none)."""
         choices = self.options[index].get(caption) or []
@@ -68,13 +74,15 @@ class SwapNegatives:
         return [choices[int(i)] for i in rng.choice(len(choices), size=k, replace=False)]
 
 
-def _swaps(sid: str, captions: Sequence[str]) -> dict[str, list[str]]:
+def _swaps(sid: str, captions: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """Caption -> its negatives, and negative -> the full attribute values it states."""
     m = _SYNTH_ID.match(sid)
     if m is None:
-        return {}
+        return {}, {}
     seed, index = int(m.group(1)), int(m.group(2))
     category, full = shape_spec(index, seed)
     out: dict[str, list[str]] = {}
+    stated: dict[str, dict[str, str]] = {}
     for draw in caption_draws(index, seed, len(captions)):
         if draw.text not in captions:
             continue
@@ -84,9 +92,11 @@ def _swaps(sid: str, captions: Sequence[str]) -> dict[str, list[str]]:
                 if value == full[name] or split_of(category, {**full, name: value}, seed) != "train":
                     continue
                 attrs = {**draw.attributes, name: value}
-                negs.append(render_caption(category, attrs, draw.template, draw.group, draw.variant))
+                neg = render_caption(category, attrs, draw.template, draw.group, draw.variant)
+                negs.append(neg)
+                stated.setdefault(neg, {**full, name: value})
         out[draw.text] = list(dict.fromkeys(n for n in negs if n != draw.text))
-    return out
+    return out, stated
 
 
 def swap_loss(

@@ -217,10 +217,12 @@ class Trainer:
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)
             out = self.loss_fn(text, shapes, self.model.logit_scale_value(), self.model.fine_logit_scale_value())
+            negatives = None
             if self.swaps is not None:
-                out |= self._swap_term(batch, text, shapes, out["loss"])
+                swap, negatives = self._swap_term(batch, text, shapes, out["loss"])
+                out |= swap
             if self.token_masks is not None:
-                out |= self._ground_term(batch, text, shapes, out["loss"])
+                out |= self._ground_term(batch, text, shapes, out["loss"], negatives)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         all_reduce_grads(self.params)
@@ -229,9 +231,12 @@ class Trainer:
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in out.items()} | {"grad_norm": float(grad_norm)}
 
-    def _swap_term(self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss with the attribute-swap term added (``loss``, ``loss_swap``); negatives are drawn
-        from a generator seeded by (seed, epoch, shape), so a resumed run draws the same ones."""
+    def _swap_term(
+        self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], tuple[Any, torch.Tensor, list[str]] | None]:
+        """The loss with the attribute-swap term added (``loss``, ``loss_swap``), and the negatives (their
+        features, the batch row each belongs to, their captions; None when no caption had one). Negatives
+        are drawn from a generator seeded by (seed, epoch, shape), so a resumed run draws the same ones."""
         assert self.swaps is not None
         epoch, _ = self.sampler.position(self.step)
         picks = [
@@ -241,8 +246,9 @@ class Trainer:
         rows = [r for r, c in enumerate(picks) if c]
         if not rows:
             zero = loss.new_zeros(())
-            return {"loss": loss, "loss_swap": zero}
-        negatives = self.model.encode_text([n for r in rows for n in picks[r]])
+            return {"loss": loss, "loss_swap": zero}, None
+        captions = [n for r in rows for n in picks[r]]
+        negatives = self.model.encode_text(captions)
         owner = torch.tensor([h for h, r in enumerate(rows) for _ in picks[r]], device=self.device)
         term = swap_loss(
             self.model,
@@ -256,26 +262,47 @@ class Trainer:
             self.cfg.fine_weight,
             self.model.fine_logit_scale_value(),
         )
-        return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}
+        batch_rows = torch.tensor(rows, device=self.device)[owner]
+        return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}, (
+            negatives,
+            batch_rows,
+            captions,
+        )
 
-    def _ground_term(self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss with the grounding term added (``loss``, ``loss_ground``; zero when no word names a part)."""
+    def _ground_term(
+        self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor, negatives: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """The loss with the grounding term added (``loss``, ``loss_ground``; zero when no word names a part).
+
+        With ``ground_swaps``, the words of the swap captions (``negatives`` from :meth:`_swap_term`) are
+        grounded too: "no" in "no armrests" should look at the armrests the shape has, which is what lets
+        the fine score lower a false "no armrests"; the term is then the mean over both sets of captions.
+        """
         assert self.token_masks is not None and batch.point_attrs is not None and batch.attributes is not None
+        points = normalize_batch(batch.points.float())
+        ids = batch.indices.tolist()
         masks = [
-            self.token_masks(int(i), cat, attrs, cap, words)
+            self.token_masks(i, cat, attrs, cap, words)
             for i, cat, attrs, cap, words in zip(
-                batch.indices.tolist(), batch.categories, batch.attributes, batch.captions, text.words, strict=True
+                ids, batch.categories, batch.attributes, batch.captions, text.words, strict=True
             )
         ]
-        term = grounding_loss(
-            self.model.haf.attention(text, shapes),
-            shapes.centers,
-            normalize_batch(batch.points.float()),
-            batch.point_attrs,
-            masks,
-        )
-        if term is None:
+        attention = self.model.haf.attention(text, shapes)
+        terms = [grounding_loss(attention, shapes.centers, points, batch.point_attrs, masks)]
+        if self.cfg.ground_swaps and negatives is not None and self.swaps is not None:
+            feats, rows, captions = negatives
+            own = rows.tolist()
+            masks = [
+                self.token_masks(ids[r], batch.categories[r], self.swaps.attributes(ids[r], cap), cap, words)
+                for r, cap, words in zip(own, captions, feats.words, strict=True)
+            ]
+            shapes_of = shapes.select(rows)
+            attention = self.model.haf.attention(feats, shapes_of)
+            terms.append(grounding_loss(attention, shapes_of.centers, points[rows], batch.point_attrs[rows], masks))
+        found = [t for t in terms if t is not None]
+        if not found:
             return {"loss": loss, "loss_ground": loss.new_zeros(())}
+        term = torch.stack(found).mean()
         return {"loss": loss + self.cfg.ground_weight * term, "loss_ground": term.detach()}
 
     # ------------------------------------------------------------------------------------------

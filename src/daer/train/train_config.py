@@ -41,7 +41,7 @@ class TrainConfig:
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
     swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
-    ground_swaps: bool = True  # also ground the words of attribute-swap captions (a word looks at what it names)
+    ground_swaps: bool = False  # also ground the words of attribute-swap captions (a word looks at what it names)
     ground_weight: float = 0.5  # grounding loss on part-labelled shapes (haf mode; 0: off); 0.3 and 1 screened
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder

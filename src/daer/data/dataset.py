@@ -267,14 +267,16 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         ids, points = load_points(data_dir, split)
         if not ids:
             raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
+        labelled = labels and bool(read_manifest(data_dir).get("point_attrs"))
+        columns = ["category", "captions"] + (["attributes"] if labelled else [])
         captions, categories, attributes = [], [], []
-        for i, rec in enumerate(iter_records(data_dir, split, columns=["category", "captions", "attributes"])):
+        for i, rec in enumerate(iter_records(data_dir, split, columns=columns)):
             if i >= len(ids) or rec.id != ids[i]:
                 raise BadInputError(f"{data_dir}: records of split {split!r} changed order while reading")
             captions.append(rec.captions)
             categories.append(rec.category)
             attributes.append(rec.attributes)
-        if labels and read_manifest(data_dir).get("point_attrs"):
+        if labelled:
             label_ids, point_attrs, _ = load_point_attrs(data_dir, split)
             if label_ids != ids:
                 raise BadInputError(f"{data_dir}: part labels of split {split!r} are not in the order of its points")

@@ -212,8 +212,9 @@ def _point_batches(
         raise BadInputError(f"{data_dir}: split {split!r} lost shapes while reading")
 
 
-def _is_synth(manifest: dict[str, Any], meta: _Meta) -> bool:
-    return manifest.get("generator") == SYNTH_GENERATOR and all(c in TAXONOMY for c in meta.categories)
+def is_synth(manifest: dict[str, Any], categories: Sequence[str]) -> bool:
+    """Whether shapes of these categories are Align3D-Synth shapes (synth probes and prompts apply)."""
+    return manifest.get("generator") == SYNTH_GENERATOR and all(c in TAXONOMY for c in categories)
 
 
 def _captions_name_instances(meta: _Meta) -> bool:
@@ -356,7 +357,7 @@ def _run(
     progress: bool,
 ) -> dict[str, float | None]:
     n, device, fused = len(meta.ids), _device(model), not _global_mode(model)
-    synth = _is_synth(manifest, meta)
+    synth = is_synth(manifest, meta.categories)
     dseed = int(manifest.get("seed", 0))
     out: dict[str, float | None] = {}
 

@@ -36,8 +36,7 @@ def validation_batch(
 ) -> ValidationBatch:
     """Draw up to ``size`` shapes of a split (one caption each) and zero-shot prompts for its categories."""
     from daer.data.shards import iter_records, read_manifest
-    from daer.data.synth.taxonomy import TAXONOMY
-    from daer.eval.evaluate import SYNTH_GENERATOR, zeroshot_prompts
+    from daer.eval.evaluate import is_synth, zeroshot_prompts
 
     records = list(iter_records(data_dir, split=split))
     if not records:
@@ -49,8 +48,8 @@ def validation_batch(
     points = torch.from_numpy(np.stack([r.points.astype(np.float32) for r in records]))
     captions = [r.captions[int(rng.integers(len(r.captions)))] for r in records]
     labels = torch.tensor([classes.index(r.category) for r in records])
-    synth = read_manifest(data_dir).get("generator") == SYNTH_GENERATOR and all(c in TAXONOMY for c in classes)
-    batch = ValidationBatch(points, captions, labels, zeroshot_prompts(classes, synth))
+    prompts = zeroshot_prompts(classes, is_synth(read_manifest(data_dir), classes))
+    batch = ValidationBatch(points, captions, labels, prompts)
     _add_attribute_sets(batch, records)
     return batch
 

@@ -49,7 +49,22 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ground_context": ("ground + HAF reads tokens in context (after the transformer)",
                        ["--modes", "haf", "--set", "ground_weight=1.0", "--set", "ground_swaps=false",
                         "--set", f"model_overrides={CONTEXT}"]),
+    "swap_stated": ("ground_0.5 + swaps whose named attributes occur together in a train combination",
+                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "swap_scope=stated"]),
+    "swap_free": ("ground_0.5 + every one-attribute swap as a negative (held-out combinations named in negatives)",
+                  ["--modes", "haf", "--set", "ground_swaps=false", "--set", "swap_scope=free"]),
+    "part_0.5": ("ground_0.5 + part read-out loss (weight 0.5): a named word matches its labelled part's local "
+                 "values across the batch",
+                 ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_weight=0.5"]),
+    "part_1": ("ground_0.5 + part read-out loss (weight 1)",
+               ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_weight=1.0"]),
+    "part_swap_1": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 1)",
+                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=1.0"]),
+    "part_swap_3": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 3)",
+                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=3.0"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
+    "global_free": ("global baseline, every one-attribute swap as a negative",
+                    ["--modes", "global", "--set", "swap_scope=free"]),
 }  # fmt: skip
 KEYS = ("attr_acc", "zeroshot_top1", "spec_p1", "spec_p10", "t2s_r1", "s2t_r1", "grounding")
 

@@ -1,12 +1,14 @@
-"""DAP ablation: static HAF vs MCTS, random search and coordinate ascent at the same simulation budget.
+"""DAP ablation: static HAF vs MCTS, random search, coordinate ascent and a gradient fit at the same budgets.
 
 Run on a trained haf-mode checkpoint:
 
-    python -m benchmarks.bench_dap --ckpt RUN --data DIR [--seeds 3] [--sims 64] [--max-shapes 600]
+    python -m benchmarks.bench_dap --ckpt RUN --data DIR [--seeds 3] [--sims 16 64 256] [--max-shapes 600]
 
-For every seed each search method calibrates a fresh copy of the checkpoint on a seeded validation
+For every seed and budget each method calibrates a fresh copy of the checkpoint on a seeded validation
 batch, then the test split is evaluated (the same test subset for every method). Static HAF is the
-checkpoint as trained (its policy from training, DAP during training included if it ran).
+checkpoint as trained (its policy from training, DAP during training included if it ran). The gradient
+fit spends its budget as optimiser steps on the relaxed policy (one reward evaluation at the end).
+A second table follows the best validation reward against the number of reward evaluations.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ import time
 from benchmarks.report import git_sha, machine_line, write_section
 from daer.eval.evaluate import evaluate
 from daer.models.model import load_model
-from daer.train.calibrate import calibrate_model, validation_batch
+from daer.train.calibrate import build_cache, calibrate_model, current_policy, validation_batch
+from daer.train.dap import search_policy
 
-METHODS = ("static", "mcts", "random", "coordinate")
+METHODS = ("static", "mcts", "random", "coordinate", "gradient")
 KEYS = ("attr_acc", "zeroshot_top1", "t2s_r1", "spec_p10", "grounding")
 
 
-def run_method(args: argparse.Namespace, method: str, seed: int) -> dict:
-    """Calibrate (unless static) and evaluate one method at one seed."""
+def run_method(args: argparse.Namespace, method: str, seed: int, sims: int, batch: object) -> dict:
+    """Calibrate (unless static) and evaluate one method at one seed and budget."""
     model = load_model(args.ckpt)
-    row: dict = {"method": method, "seed": seed, "seconds": 0.0, "reward_before": None, "reward": None}
+    row: dict = {"method": method, "sims": sims, "seed": seed, "seconds": 0.0, "reward_before": None, "reward": None}
     if method != "static":
-        batch = validation_batch(args.data, size=args.val_size, seed=seed)
-        cal = calibrate_model(model, batch, simulations=args.sims, method=method, alpha=args.alpha, seed=seed)
+        cal = calibrate_model(model, batch, simulations=sims, method=method, alpha=args.alpha, seed=seed)
         row.update(seconds=cal.seconds, reward_before=cal.reward_before, reward=cal.best_reward)
     metrics = evaluate(model, args.data, split="test", max_shapes=args.max_shapes, seed=0)
     row.update({k: metrics[k] for k in KEYS})
@@ -43,38 +45,80 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-def markdown(args: argparse.Namespace, rows: list[dict], wall: float) -> str:
+def traces(args: argparse.Namespace, seed: int, batch: object) -> dict[str, list[float]]:
+    """Best validation reward after each number of evaluations (1 .. max budget), per search method."""
+    model = load_model(args.ckpt)
+    base = current_policy(model)
+    cache = build_cache(model, batch, base)
+    budget = max(args.sims)
+    out = {}
+    for method in ("mcts", "random", "coordinate"):
+        _, result = search_policy(cache, base, budget, method=method, alpha=args.alpha, seed=seed)
+        best = [max(result.rewards[: i + 1]) for i in range(len(result.rewards))]
+        out[method] = best + best[-1:] * (budget - len(best))
+    out["gradient"] = [  # the fit after each mark's number of steps, scored by the same reward
+        search_policy(cache, base, steps, method="gradient", alpha=args.alpha)[0].best_reward
+        for steps in _marks(budget)
+    ]
+    return out
+
+
+def _marks(budget: int) -> list[int]:
+    return sorted({1, 4, 16, 64, budget} | {b for b in (256,) if b <= budget})
+
+
+def _mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def markdown(args: argparse.Namespace, rows: list[dict], curves: list[dict], wall: float) -> str:
     """The RESULTS.md section."""
+    sims = " ".join(str(s) for s in args.sims)
     lines = [
         "## DAP ablation: policy search methods at the same budget",
         "",
         f"Command: `python -m benchmarks.bench_dap --ckpt {args.ckpt} --data {args.data} --seeds {args.seeds} "
-        f"--sims {args.sims} --max-shapes {args.max_shapes} --val-size {args.val_size}` (git {git_sha()})",
+        f"--sims {sims} --max-shapes {args.max_shapes} --val-size {args.val_size}` (git {git_sha()})",
         f"Machine: {machine_line()}. Total {wall / 60:.1f} min.",
-        f"Each method searches {args.sims} simulations on a seeded validation batch of {args.val_size} shapes "
-        f"(reward α={args.alpha}); test split subset of {args.max_shapes} shapes, the same for every method; "
-        f"mean ± std over {args.seeds} seeds.",
+        f"Each method searches with each budget ({sims} reward evaluations; gradient: optimiser steps) on a "
+        f"seeded validation batch of {args.val_size} shapes (reward α={args.alpha}); test split subset of "
+        f"{args.max_shapes} shapes, the same for every method; mean ± std over {args.seeds} seeds.",
         "",
-        "| method | " + " | ".join(KEYS) + " | val reward (before → after) | calibration s |",
-        "|---|" + "---:|" * (len(KEYS) + 2),
+        "| method | budget | " + " | ".join(KEYS) + " | val reward (before → after) | calibration s |",
+        "|---|---:|" + "---:|" * (len(KEYS) + 2),
     ]
-    means = {}
+    means: dict[tuple[str, int], dict[str, float]] = {}
     for method in METHODS:
-        sel = [r for r in rows if r["method"] == method]
-        cells = [_mean_std([r[k] for r in sel]) for k in KEYS]
-        means[method] = {k: statistics.mean(r[k] for r in sel) for k in KEYS}
-        if method == "static":
-            reward, secs = "—", "—"
+        for budget in [0] if method == "static" else args.sims:
+            sel = [r for r in rows if r["method"] == method and (method == "static" or r["sims"] == budget)]
+            cells = [_mean_std([r[k] for r in sel]) for k in KEYS]
+            means[method, budget] = {k: statistics.mean(r[k] for r in sel) for k in KEYS}
+            if method == "static":
+                reward, secs, shown = "—", "—", "—"
+            else:
+                before = statistics.mean(r["reward_before"] for r in sel)
+                reward = f"{before:.4f} → {statistics.mean(r['reward'] for r in sel):.4f}"
+                secs, shown = f"{statistics.median(r['seconds'] for r in sel):.2f}", str(budget)
+            lines.append(f"| {method} | {shown} | {' | '.join(cells)} | {reward} | {secs} |")
+    marks = _marks(max(args.sims))
+    lines += ["", "Best validation reward after n evaluations (mean over seeds; gradient: after n steps):", "",
+              "| method | " + " | ".join(f"n={m}" for m in marks) + " |", "|---|" + "---:|" * len(marks)]  # fmt: skip
+    for method in ("mcts", "random", "coordinate", "gradient"):
+        if method == "gradient":
+            vals = [statistics.mean(c[method][i] for c in curves) for i in range(len(marks))]
         else:
-            before = statistics.mean(r["reward_before"] for r in sel)
-            reward = f"{before:.4f} → {statistics.mean(r['reward'] for r in sel):.4f}"
-            secs = f"{statistics.median(r['seconds'] for r in sel):.2f}"
-        lines.append(f"| {method} | {' | '.join(cells)} | {reward} | {secs} |")
-    ahead = [k for k in KEYS if all(means["mcts"][k] > means[m][k] for m in METHODS if m != "mcts")]
+            vals = [statistics.mean(c[method][m - 1] for c in curves) for m in marks]
+        lines.append(f"| {method} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    ahead = [
+        (k, b) for k in KEYS for b in args.sims
+        if all(means["mcts", b][k] > means[m, 0 if m == "static" else b][k] for m in METHODS if m != "mcts")
+    ]  # fmt: skip
     lines += [
         "",
-        f"Goal: MCTS ahead of static, random and coordinate search. Measured: MCTS is ahead on "
-        f"{', '.join(ahead) if ahead else 'none'} of {', '.join(KEYS)}.",
+        "Goal: MCTS ahead of static, random, coordinate search and the gradient fit. Measured: MCTS is ahead on "
+        + (", ".join(f"{k} at {b}" for k, b in ahead) if ahead else "none")
+        + f" of {', '.join(KEYS)} at budgets {sims}.",
     ]
     return "\n".join(lines)
 
@@ -84,25 +128,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckpt", required=True, help="trained haf-mode run folder")
     parser.add_argument("--data", required=True, help="data set folder (val and test splits)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--sims", type=int, default=64)
+    parser.add_argument("--sims", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--val-size", type=int, default=256)
     parser.add_argument("--max-shapes", type=int, default=600)
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows = []
+    rows, curves = [], []
     static = None
     for seed in range(args.seeds):
+        batch = validation_batch(args.data, size=args.val_size, seed=seed)
+        curves.append(traces(args, seed, batch))
         for method in METHODS:
-            if method == "static":  # no search, no seed: the checkpoint is evaluated once
-                static = static or run_method(args, method, 0)
-                row = {**static, "seed": seed}
-            else:
-                row = run_method(args, method, seed)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    md = markdown(args, rows, time.perf_counter() - start)
+            for sims in [0] if method == "static" else args.sims:
+                if method == "static":  # no search, no seed: the checkpoint is evaluated once
+                    static = static or run_method(args, method, 0, 0, batch)
+                    row = {**static, "seed": seed}
+                else:
+                    row = run_method(args, method, seed, sims, batch)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    md = markdown(args, rows, curves, time.perf_counter() - start)
     print(md)
     if not args.no_write:
         write_section("dap_ablation", md)

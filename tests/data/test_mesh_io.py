@@ -334,3 +334,25 @@ def test_parser_failures_name_the_problem_not_an_exception_class(tmp_path, name,
         load_points(tmp_path / name, 32)
     for cls in ("IndexError", "KeyError", "ValueError", "AssertionError", "JSONDecodeError"):
         assert cls not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("ext", "head"),
+    [
+        (".off", b"4OFF\n3 1 0\n"),
+        (".off", b"NCOFF\n3 1 0\n"),
+        (".off", b"OFF\n3 1 0\n"),
+        (".ply", b"ply\nformat ascii 1.0\n"),
+        (".glb", b"glTF\x02\x00\x00\x00"),
+        (".npy", b"\x93NUMPY\x01\x00"),
+        (".npz", b"PK\x03\x04rest"),
+    ],
+)
+def test_loader_and_upload_sniffing_agree_on_signatures(ext, head):
+    """One list of signatures: what the service sniffs as a format, the loader accepts under its extension
+    (the two lists had drifted: an upload sniffed as OFF from a '4OFF' header was refused by the loader)."""
+    from daer.data.mesh_io import _check_magic
+    from daer.serve.security import sniff_format
+
+    assert sniff_format(head) == ext
+    _check_magic("x" + ext, ext, head)  # does not raise

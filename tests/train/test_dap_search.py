@@ -1,8 +1,6 @@
-"""DAP policy search on cached scores: reward terms, MCTS against exhaustive search, cost per simulation."""
+"""DAP policy search on cached scores: reward terms and MCTS against exhaustive search (cost: bench_dap)."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
@@ -88,32 +86,39 @@ def test_mix_is_clamped() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mcts_lands_in_the_top_of_the_exhaustive_ranking(seed: int) -> None:
+    """Plumbing: search_policy's MCTS reaches the top 0.5% of the 3,125 policies with 600 evaluations.
+
+    This does not separate MCTS from random search (uniform sampling reaches it ~94% of the time, and
+    on these near-separable DAP rewards coordinate ascent does best: see benchmarks/bench_dap.py);
+    tests/train/test_mcts.py holds the objective on which MCTS beats both.
+    """
     cache, base = _cache(seed=seed), _base()
     reward = make_reward(cache, base, alpha=0.5)
     reference = exhaustive_search([len(FACTORS)] * 5, reward)  # 3,125 policies
     calibration, result = search_policy(cache, base, simulations=600, method="mcts", seed=seed)
     better = sum(v > result.best_reward + 1e-12 for v in reference.rewards)
-    assert better <= 15  # top 0.5% of the space with a fifth of the evaluations
-    assert calibration.applied and calibration.best_reward > calibration.reward_before
+    assert better <= 15
+    assert calibration.applied and calibration.policy == decode(base, result.best)
 
 
-def test_search_never_returns_worse_than_base_and_methods_share_budget() -> None:
+def test_methods_share_the_budget_and_unknown_ones_are_refused() -> None:
     cache, base = _cache(seed=3), _base()
     for method in ("mcts", "random", "coordinate"):
         calibration, result = search_policy(cache, base, simulations=40, method=method)
-        assert result.simulations <= 40
-        assert calibration.best_reward >= calibration.reward_before
+        assert result.simulations <= 40 and calibration.simulations == result.simulations
     with pytest.raises(ValueError, match="unknown search method"):
         search_policy(cache, base, simulations=5, method="grid")
 
 
-def test_one_simulation_costs_about_a_millisecond_on_256_pairs() -> None:
-    cache, base = _cache(b=256, c=19, levels=3), _base(3)
-    reward = make_reward(cache, base)
-    a = identity_assignment(3)
-    reward(a)
-    start = time.perf_counter()
-    for _ in range(20):
-        reward(a)
-    per_sim = (time.perf_counter() - start) / 20
-    assert per_sim < 0.02  # generous bound for a shared CI machine; typically ~1-3 ms
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradient_fit_reaches_the_best_policy_of_the_whole_grid(seed: int) -> None:
+    """The relaxed policy fitted by gradient descent scores at least the exhaustive optimum of the 3,125
+    grid policies (its weights and mix are continuous); a fit that did not descend would start from the
+    base policy's reward, far below it."""
+    cache, base = _cache(seed=seed), _base()
+    reference = exhaustive_search([len(FACTORS)] * 5, make_reward(cache, base, alpha=0.5))
+    calibration, result = search_policy(cache, base, simulations=256, method="gradient")
+    assert calibration.reward_before < reference.best_reward - 0.1
+    assert calibration.applied and calibration.best_reward >= reference.best_reward
+    assert result.rewards[-1] < result.rewards[0]  # the surrogate loss went down
+    assert calibration.policy.tau[0] <= base.tau[0]  # level 0 carries the signal: not flattened

@@ -144,6 +144,17 @@ def test_trainer_adds_the_weighted_term(synth, tmp_path, swaps):
     assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 0.5 * e["loss_ground"], rel=1e-5) for e in lines)
 
 
+def test_trainer_adds_the_part_readout_term(synth, tmp_path):
+    cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=32,
+                      ground_weight=0.0, part_weight=2.0, log_every=1, progress=False, dap=False)  # fmt: skip
+    train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lines = [e for e in lines if "loss" in e]
+    assert lines and all(e["loss_part"] > 0 for e in lines)
+    parts = ("loss_global", "loss_fine", "loss_swap")
+    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 2.0 * e["loss_part"], rel=1e-5) for e in lines)
+
+
 def test_grounding_loss_trains_words_to_look_at_their_parts(synth, tmp_path):
     """Same steps, with and without the term: the pointing-game score on training shapes must rise."""
     scores = {}
@@ -158,3 +169,112 @@ def test_grounding_loss_trains_words_to_look_at_their_parts(synth, tmp_path):
         scores[weight] = (result.score, result.chance)
     (plain, chance), (grounded, _) = scores[0.0], scores[5.0]
     assert grounded > plain + 0.1 and grounded > chance + 0.15, scores
+
+
+def _readout_case(seed: int, b: int = 4, t: int = 3, n: int = 48, d: int = 16):
+    from daer.models.haf import HierarchicalAttentionFusion
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    haf = HierarchicalAttentionFusion(d, 3, 8, tau=[1.0] * 3, level_weight=[1 / 3] * 3, mix=0.5)
+    points = torch.rand(b, n, 3, generator=g) * 2 - 1
+    sizes = (12, 4, 2)
+    centers = [points[:, torch.randperm(n, generator=g)[:m]] for m in sizes]
+    levels = [torch.randn(b, m, d, generator=g) for m in sizes]
+    tokens = torch.randn(b, t, d, generator=g)
+    labels = torch.zeros(b, n, dtype=torch.int32)
+    labels[:, : n // 4] = 1  # bit 1: the trunk, a quarter of each shape
+    labels[:, n // 4 : n // 2] = 2  # bit 2: the crown
+    named = [  # token -> (bit, attribute key, value); shape 3 names the crown only, with nobody to contrast
+        {0: (1, "tree.trunk", "tall"), 2: (2, "tree.crown", "cone")},
+        {1: (1, "tree.trunk", "short")},
+        {0: (1, "tree.trunk", "tall"), 1: (4, "tree.trunk", "short")},  # bit 4 is on no point: left out
+        {2: (2, "tree.crown", "cone")},
+    ]
+    return haf, tokens, levels, centers, points, labels, named
+
+
+def _readout_reference(haf, tokens, levels, centers, points, labels, named, scale, local_levels) -> float:
+    """Loops: each row's part read out point by point, then a softmax over the rows of its attribute."""
+    rows = [(b, t, *m) for b, items in enumerate(named) for t, m in items.items()]
+    rows = [r for r in rows if bool(((labels[r[0]] & r[2]) != 0).any())]
+    losses = []
+    for lvl in local_levels:
+        us, rs = [], []
+        for b, t, bit, _, _ in rows:
+            nearest = knn(points[b : b + 1], centers[lvl][b : b + 1], 1)[0, :, 0]
+            share = torch.zeros(centers[lvl].shape[1])
+            for p in range(points.shape[1]):
+                if int(labels[b, p]) & bit:
+                    share[nearest[p]] += 1
+            share = share / share.sum()
+            v = haf.value[lvl](levels[lvl][b])  # (N_l, d)
+            rs.append(sum(share[j] * v[j] for j in range(len(share))))
+            us.append(haf.expect[lvl](tokens[b, t]))
+        for i, (_, _, _, key, value) in enumerate(rows):
+            group = [j for j, r in enumerate(rows) if r[3] == key]
+            if all(rows[j][4] == value for j in group):
+                continue
+            logit = {j: scale * float(torch.cosine_similarity(us[i], rs[j], dim=0)) for j in group}
+            pos = sum(math.exp(logit[j]) for j in group if rows[j][4] == value)
+            losses.append(-math.log(pos / sum(math.exp(v) for v in logit.values())))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_part_readout_loss_against_loops(seed):
+    from daer.train.grounding_loss import part_readout_loss
+
+    case = _readout_case(seed)
+    with torch.no_grad():
+        got = part_readout_loss(*case, scale=5.0)
+        want = _readout_reference(*case, scale=5.0, local_levels=(0, 1))
+    assert got is not None and float(got) == pytest.approx(want, rel=1e-4)
+    haf, tokens, levels, centers, points, labels, named = case
+    alone = [named[0], {}, {}, named[3]]  # trunk named once, crown twice with one value: nothing to contrast
+    assert part_readout_loss(haf, tokens, levels, centers, points, labels, alone, 5.0) is None
+
+
+def test_part_swap_loss_against_loops():
+    from daer.train.grounding_loss import part_swap_loss
+
+    haf, tokens, levels, centers, points, labels, _ = _readout_case(3)
+    d = tokens.shape[-1]
+    g = torch.Generator().manual_seed(7)
+    shape = torch.tensor([0, 1, 2, 3])
+    bits = torch.tensor([1, 2, 4, 1], dtype=labels.dtype)  # set 2 names a part with no points; set 3 no swap
+    counts = [3, 2, 2, 1]
+    words = torch.randn(sum(counts), d, generator=g)
+    owner = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
+    with torch.no_grad():
+        got = part_swap_loss(haf, levels, centers, points, labels, shape, bits, words, owner, 4.0)
+        losses = []
+        for lvl in (0, 1):
+            at = 0
+            for b, bit, c in zip(shape.tolist(), bits.tolist(), counts, strict=True):
+                cand, at = words[at : at + c], at + c
+                part = [p for p in range(points.shape[1]) if int(labels[b, p]) & bit]
+                if c < 2 or not part:
+                    continue
+                nearest = knn(points[b : b + 1], centers[lvl][b : b + 1], 1)[0, :, 0]
+                share = torch.zeros(centers[lvl].shape[1])
+                for p in part:
+                    share[nearest[p]] += 1 / len(part)
+                r = sum(share[j] * haf.value[lvl](levels[lvl][b, j]) for j in range(len(share)))
+                logits = [4.0 * float(torch.cosine_similarity(haf.expect[lvl](w), r, dim=0)) for w in cand]
+                losses.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
+    assert got is not None and float(got) == pytest.approx(float(np.mean(losses)), rel=1e-4)
+    only_true = torch.arange(4)  # one candidate per set: nothing to choose between
+    assert part_swap_loss(haf, levels, centers, points, labels, shape, bits, words[:4], only_true, 4.0) is None
+
+
+def test_trainer_adds_the_part_swap_term(synth, tmp_path):
+    cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=32,
+                      ground_weight=0.0, part_swap_weight=2.0, log_every=1, progress=False, dap=False)  # fmt: skip
+    train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lines = [e for e in lines if "loss" in e]
+    assert lines and all(e["loss_part_swap"] > 0 for e in lines)
+    parts = ("loss_global", "loss_fine", "loss_swap")
+    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 2.0 * e["loss_part_swap"], rel=1e-5)
+               for e in lines)  # fmt: skip

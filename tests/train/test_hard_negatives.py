@@ -12,7 +12,8 @@ from daer.data.build import build_synth
 from daer.data.synth.captions import render_caption
 from daer.data.synth.generator import caption_draws, generate_record, shape_spec
 from daer.data.synth.splits import split_of
-from daer.data.synth.taxonomy import TAXONOMY
+from daer.data.synth.taxonomy import TAXONOMY, combinations
+from daer.errors import BadInputError
 from daer.models.model import create_model
 from daer.train.hard_negatives import SwapNegatives, swap_loss
 from daer.train.train_config import TrainConfig
@@ -27,8 +28,20 @@ def records():
     return [r for r in recs if r.split == "train"]
 
 
-def test_every_negative_is_one_swap_to_a_training_combination(records):
-    swaps = SwapNegatives([r.id for r in records], [r.captions for r in records])
+def _in_scope(category: str, full: dict, stated: dict, scope: str) -> bool:
+    """The obvious reference: the swap's full combination trained, some trained combination stating the
+    same values, or anything."""
+    if scope == "train":
+        return split_of(category, full, SEED) == "train"
+    if scope == "stated":
+        return any(split_of(category, c, SEED) == "train" and all(c[k] == v for k, v in stated.items())
+                   for c in combinations(category))  # fmt: skip
+    return True
+
+
+@pytest.mark.parametrize("scope", ["train", "stated", "free"])
+def test_every_negative_is_one_swap_in_its_scope(records, scope):
+    swaps = SwapNegatives([r.id for r in records], [r.captions for r in records], scope)
     assert 0.4 < swaps.coverage() <= 1.0
     n = 0
     for pos, (r, opts) in enumerate(zip(records, swaps.options, strict=True)):
@@ -42,7 +55,7 @@ def test_every_negative_is_one_swap_to_a_training_combination(records):
                 render_caption(category, {**d.attributes, a: v}, d.template, d.group, d.variant)
                 for a in d.attributes
                 for v in TAXONOMY[category][a]
-                if v != full[a] and split_of(category, {**full, a: v}, SEED) == "train"
+                if v != full[a] and _in_scope(category, {**full, a: v}, {**d.attributes, a: v}, scope)
             } - {caption}
             assert set(negatives) == allowed  # all of them, and nothing else
             for neg in negatives:  # the values a negative states: the shape's, with exactly one swapped
@@ -54,6 +67,22 @@ def test_every_negative_is_one_swap_to_a_training_combination(records):
                 )
             n += len(negatives)
     assert n > 0 and len(swaps.captions()) <= n
+
+
+def test_scopes_nest_and_free_names_held_out_combinations(records):
+    ids, caps = [r.id for r in records], [r.captions for r in records]
+    by = {s: SwapNegatives(ids, caps, s) for s in ("train", "stated", "free")}
+    for i in range(len(records)):
+        for caption in by["train"].options[i]:
+            train, stated, free = (set(by[s].options[i][caption]) for s in ("train", "stated", "free"))
+            assert train <= stated <= free
+    held_out = [
+        neg for i, r in enumerate(records) for negs in by["free"].options[i].values() for neg in negs
+        if split_of(r.category, by["free"].attributes(i, neg), SEED) != "train"
+    ]  # fmt: skip
+    assert held_out  # free swaps do name held-out combinations (the point of the scope)
+    with pytest.raises(BadInputError, match="swap scope"):
+        SwapNegatives(ids, caps, "everything")
 
 
 def test_pick_is_seeded_and_foreign_shapes_have_none(records):

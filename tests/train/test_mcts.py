@@ -28,6 +28,35 @@ def _coupled(seed: int, depth: int = 5):
     return reward
 
 
+def _trap(seed: int, depth: int = 5, n: int = 5, bonus: float = 4.0):
+    """Noisy unary terms, plus a bonus only when depths 0 and 1 *both* take their target options, whose own
+    unary terms are the worst of their depth: changing either alone never pays, so coordinate ascent from
+    (0, ...) stays out of it, and the joint optimum is one of n**depth assignments for random sampling."""
+    rng = np.random.default_rng(seed)
+    unary = rng.normal(scale=0.5, size=(depth, n))
+    target = rng.integers(1, n, size=2)
+    unary[0, target[0]] = unary[0].min() - 0.5
+    unary[1, target[1]] = unary[1].min() - 0.5
+
+    def reward(a: tuple[int, ...]) -> float:
+        return float(unary[np.arange(depth), a].sum() + bonus * (a[0] == target[0] and a[1] == target[1]))
+
+    return reward
+
+
+def test_finds_an_interacting_optimum_where_the_baselines_do_not() -> None:
+    """256 evaluations of 3,125: MCTS reaches the optimum in >= 9 of 10 objectives, random search and
+    coordinate ascent at the same budget in <= 3 (measured: 9, 2 and 1; seeds fixed, so no flakiness)."""
+    sizes, found = [5] * 5, {"mcts": 0, "random": 0, "coordinate": 0}
+    for seed in range(10):
+        reward = _trap(seed)
+        best = exhaustive_search(sizes, reward).best
+        found["mcts"] += mcts_search(sizes, reward, budget=256, seed=seed).best == best
+        found["random"] += random_search(sizes, reward, budget=256, seed=seed).best == best
+        found["coordinate"] += coordinate_ascent(sizes, reward, budget=256).best == best
+    assert found["mcts"] >= 9 and found["random"] <= 3 and found["coordinate"] <= 3, found
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_finds_quadratic_optimum_with_a_fraction_of_the_space(seed: int) -> None:
     sizes = [5] * 5  # 3,125 assignments

@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="data set folder with a validation split")
     p.add_argument("--split", default="val", help="split to calibrate on (default val)")
     p.add_argument("--sims", type=int, default=300, help="search simulations (default 300)")
-    p.add_argument("--method", choices=("mcts", "random", "coordinate"), default="mcts", help="search (default mcts)")
+    p.add_argument(
+        "--method",
+        choices=("mcts", "random", "coordinate", "gradient"),
+        default="mcts",
+        help="search (default mcts); gradient: the relaxed policy fitted by gradient descent",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="reward weight of the loss drop (default 0.5)")
     p.add_argument("--batch-size", type=int, default=256, help="validation shapes (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

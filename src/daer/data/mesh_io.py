@@ -21,6 +21,7 @@ import struct
 import urllib.parse
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ POINT_EXTS: tuple[str, ...] = (".npy", ".npz", ".xyz", ".txt", ".pts", ".pt")
 SUPPORTED_EXTS: tuple[str, ...] = MESH_EXTS + POINT_EXTS
 DEFAULT_MAX_BYTES = 256 * 2**20
 _POINT_KEYS = ("xyz", "points", "pos", "coords", "data")
-_OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF")
+OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF", b"4OFF", b"NCOFF")
 MAX_JSON_DEPTH = 64  # glTF nests about 6 levels; ``extras`` may add some, a parser's recursion limit is ~1000
 _BLANKS = bytes.maketrans(b"\t\r\f\v", b"    ")
 _INDENT = re.compile(rb"\n +")
@@ -171,23 +172,35 @@ def _check_file(path: Path, max_bytes: int) -> str:
     return ext
 
 
+def _text_start(head: bytes) -> bytes:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")
+
+
+def _off_header(head: bytes) -> bool:
+    stripped = _text_start(head)
+    return any(stripped.upper().startswith(h) for h in OFF_HEADERS) or stripped.startswith(b"#")
+
+
+# The one list of file signatures: extension -> (does the first bytes' content fit, what was expected).
+# Mesh loading checks a file against its extension; the service sniffs an upload's format with it.
+SIGNATURES: dict[str, tuple[Callable[[bytes], bool], str]] = {
+    ".npy": (lambda h: h.startswith(b"\x93NUMPY"), "a NumPy header"),
+    ".npz": (lambda h: h.startswith(b"PK"), "a zip header"),
+    ".glb": (lambda h: h.startswith(b"glTF"), "a binary glTF 'glTF' header"),
+    ".ply": (lambda h: h.startswith(b"ply"), "a 'ply' header"),
+    ".pt": (lambda h: h.startswith(b"PK"), "a zip header (torch.save format)"),
+    ".3mf": (lambda h: h.startswith(b"PK"), "a zip header"),
+    ".gltf": (lambda h: _text_start(h).startswith(b"{"), "a JSON object"),
+    ".off": (_off_header, "'OFF'"),
+}
+
+
 def _check_magic(name: str, ext: str, head: bytes) -> None:
     """Refuse content that cannot be what its extension says (cheap: the first 4 KiB only)."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and ext in (".obj", ".off"):
         head = head.decode("utf-16", errors="replace").encode("utf-8")
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    expect = {
-        ".glb": (head.startswith(b"glTF"), "a binary glTF 'glTF' header"),
-        ".ply": (head.startswith(b"ply"), "a 'ply' header"),
-        ".npy": (head.startswith(b"\x93NUMPY"), "a NumPy header"),
-        ".npz": (head.startswith(b"PK"), "a zip header"),
-        ".pt": (head.startswith(b"PK"), "a zip header (torch.save format)"),
-        ".3mf": (head.startswith(b"PK"), "a zip header"),
-        ".gltf": (stripped.startswith(b"{"), "a JSON object"),
-        ".off": (any(stripped.upper().startswith(h) for h in _OFF_HEADERS) or stripped.startswith(b"#"), "'OFF'"),
-    }
-    if ext in expect and not expect[ext][0]:
-        raise BadFileError("unreadable", f"{name}: not a {ext[1:].upper()} file (expected {expect[ext][1]})")
+    if ext in SIGNATURES and not SIGNATURES[ext][0](head):
+        raise BadFileError("unreadable", f"{name}: not a {ext[1:].upper()} file (expected {SIGNATURES[ext][1]})")
     if ext in (".obj", ".xyz", ".txt", ".pts", ".off", ".gltf") and b"\x00" in head:
         raise BadFileError("unreadable", f"{name}: binary bytes in a text {ext[1:].upper()} file")
 
@@ -266,7 +279,7 @@ def _header_counts(path: Path, ext: str) -> tuple[int, int] | None:
     lines = [ln.split(b"#", 1)[0].split() for ln in head.lstrip(b"\xef\xbb\xbf").splitlines()]
     tokens = [t for ln in lines for t in ln][:8]
     if tokens and tokens[0].upper().endswith(b"OFF"):
-        tokens = tokens[1:] if tokens[0].upper() in _OFF_HEADERS else tokens
+        tokens = tokens[1:] if tokens[0].upper() in OFF_HEADERS else tokens
         with contextlib.suppress(ValueError, IndexError):
             return int(tokens[0]), int(tokens[1])
     return None

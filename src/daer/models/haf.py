@@ -212,6 +212,15 @@ class HierarchicalAttentionFusion(nn.Module):
             for lvl in range(self.n_levels)
         ]  # per level (B, T, N_l)
 
+    def expectations(self, lvl: int, tokens: Tensor) -> Tensor:
+        """What text tokens (..., D) expect to read at one level, (..., d): the u of the readout."""
+        return self._text_side(lvl, tokens)[1]
+
+    def read_values(self, lvl: int, points: Tensor, weights: Tensor) -> Tensor:
+        """Point values (R, N, D) of one level read with given weights (R, N) instead of attention, (R, d)."""
+        _, v = self._point_side(lvl, points)
+        return torch.einsum("rn,rnd->rd", weights.to(v.dtype), v)
+
     def _logits(self, q: Tensor, k: Tensor, tau: float) -> Tensor:
         """Attention logits of aligned pairs: queries (B, T, d) against keys (B, N, d) -> (B, T, N)."""
         return torch.bmm(q, k.transpose(1, 2)) / (math.sqrt(self.attn_dim) * tau)

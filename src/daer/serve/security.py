@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from daer.data.mesh_io import MAX_JSON_DEPTH, json_depth
+from daer.data.mesh_io import MAX_JSON_DEPTH, OFF_HEADERS, SIGNATURES, json_depth
 
 DEFAULT_MAX_UPLOAD = 20 * 2**20  # bytes
 MULTIPART_SLACK = 64 * 2**10  # room for multipart headers and the labels field around the file
@@ -33,7 +33,6 @@ MAX_LABEL_CHARS = 64
 # they can refer to other files or carry more machinery than a point cloud needs.
 UPLOAD_FORMATS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".npy", ".npz", ".xyz", ".txt", ".pts")
 _TEXT_POINT_EXTS = (".xyz", ".txt", ".pts")
-_OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF", b"4OFF", b"NCOFF")
 _NUMBER = re.compile(rb"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -175,14 +174,9 @@ def sniff_format(data: bytes) -> str | None:
     """
     head = data[:8192]
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"\x93NUMPY"):
-        return ".npy"
-    if head.startswith(b"PK\x03\x04"):
-        return ".npz"
-    if head.startswith(b"glTF"):
-        return ".glb"
-    if head.startswith(b"ply"):
-        return ".ply"
+    for ext in (".npy", ".npz", ".glb", ".ply"):  # binary signatures, from the loader's one list
+        if SIGNATURES[ext][0](head):
+            return ext
     if _binary_stl(data):
         return ".stl"
     if not _is_text(head):
@@ -190,7 +184,7 @@ def sniff_format(data: bytes) -> str | None:
     if stripped[:5].lower() == b"solid":
         return ".stl"
     first = stripped.split(None, 1)[0].upper() if stripped.split() else b""
-    if first in _OFF_HEADERS:
+    if first in OFF_HEADERS:
         return ".off"
     if _obj_like(head):
         return ".obj"

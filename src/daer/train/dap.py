@@ -28,7 +28,7 @@ from daer.train.mcts import Assignment, SearchResult
 from daer.train.policy_search import coordinate_ascent, mcts_search, random_search
 
 FACTORS: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0)
-METHODS = ("mcts", "random", "coordinate")
+METHODS = ("mcts", "random", "coordinate", "gradient")
 
 
 @dataclass
@@ -104,19 +104,32 @@ def identity_assignment(n_levels: int, factors: Sequence[float] = FACTORS) -> As
 
 def fused_scores(levels: torch.Tensor, global_: torch.Tensor, assignment: Assignment, base: Policy) -> torch.Tensor:
     """Fused scores (…, B) from cached level scores (F, …, B, L) under the decoded policy."""
-    policy = decode(base, assignment)
-    n = len(base.tau)
-    fine = sum(policy.level_weight[i] * levels[assignment[i], ..., i] for i in range(n))
+    return _fuse(levels, global_, assignment[: len(base.tau)], decode(base, assignment))
+
+
+def _fuse(levels: torch.Tensor, global_: torch.Tensor, tau_index: Sequence[int], policy: Policy) -> torch.Tensor:
+    """Fused scores with level l read at its temperature factor ``tau_index[l]`` of the cache."""
+    chosen = torch.stack([levels[f, ..., i] for i, f in enumerate(tau_index)], dim=-1)  # (..., L)
+    return _mix(chosen, global_, policy)
+
+
+def _mix(levels: torch.Tensor, global_: torch.Tensor, policy: Policy | _Soft) -> torch.Tensor:
+    """(1 − mix)·global + mix·Σ_l w_l·levels[..., l]; the policy's numbers may be tensors (gradient fit)."""
+    fine = sum(policy.level_weight[i] * levels[..., i] for i in range(levels.shape[-1]))
     return (1.0 - policy.mix) * global_ + policy.mix * fine
 
 
 def reward_terms(cache: ScoreCache, assignment: Assignment, base: Policy) -> dict[str, float]:
     """Contrastive loss, R@1 both ways and zero-shot accuracy of a candidate policy."""
-    scores = fused_scores(cache.levels, cache.global_, assignment, base)  # (B, B)
+    return _terms(cache, assignment[: len(base.tau)], decode(base, assignment))
+
+
+def _terms(cache: ScoreCache, tau_index: Sequence[int], policy: Policy) -> dict[str, float]:
+    scores = _fuse(cache.levels, cache.global_, tau_index, policy)  # (B, B)
     target = torch.arange(scores.shape[0])
     logits = cache.logit_scale * scores
     loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    class_scores = fused_scores(cache.class_levels, cache.class_global, assignment, base)  # (C, B)
+    class_scores = _fuse(cache.class_levels, cache.class_global, tau_index, policy)  # (C, B)
     out = {
         "loss": float(loss),
         "t2s_r1": float((scores.argmax(dim=1) == target).float().mean()),
@@ -124,11 +137,14 @@ def reward_terms(cache: ScoreCache, assignment: Assignment, base: Policy) -> dic
         "zeroshot_top1": float((class_scores.argmax(dim=0) == cache.labels).float().mean()),
     }
     if cache.attr_levels is not None and cache.attr_global is not None and cache.attr_sets is not None:
-        s = fused_scores(cache.attr_levels, cache.attr_global, assignment, base)  # (P,)
-        sets = cache.attr_sets
-        table = s[sets.clamp_min(0)].masked_fill(sets < 0, float("-inf"))  # (S, W)
-        out["attr_acc"] = float((table[:, 0] > table[:, 1:].amax(1)).float().mean())
+        s = _fuse(cache.attr_levels, cache.attr_global, tau_index, policy)  # (P,)
+        out["attr_acc"] = float((_attr_table(s, cache.attr_sets).argmax(1) == 0).float().mean())
     return out
+
+
+def _attr_table(scores: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
+    """(S, W) scores of each attribute set's captions (true one in column 0), -inf where padded."""
+    return scores[sets.clamp_min(0)].masked_fill(sets < 0, float("-inf"))
 
 
 def make_reward(cache: ScoreCache, base: Policy, alpha: float = 0.5) -> Callable[[Assignment], float]:
@@ -138,12 +154,73 @@ def make_reward(cache: ScoreCache, base: Policy, alpha: float = 0.5) -> Callable
     base_loss = reward_terms(cache, identity_assignment(len(base.tau)), base)["loss"]
 
     def reward(assignment: Assignment) -> float:
-        t = reward_terms(cache, assignment, base)
-        drop = (base_loss - t["loss"]) / max(base_loss, 1e-12)
-        accuracies = [t[k] for k in ("t2s_r1", "s2t_r1", "zeroshot_top1", "attr_acc") if k in t]
-        return alpha * drop + (1.0 - alpha) * sum(accuracies) / len(accuracies)
+        return _combine(reward_terms(cache, assignment, base), base_loss, alpha)
 
     return reward
+
+
+def _combine(t: dict[str, float], base_loss: float, alpha: float) -> float:
+    drop = (base_loss - t["loss"]) / max(base_loss, 1e-12)
+    accuracies = [t[k] for k in ("t2s_r1", "s2t_r1", "zeroshot_top1", "attr_acc") if k in t]
+    return alpha * drop + (1.0 - alpha) * sum(accuracies) / len(accuracies)
+
+
+@dataclass
+class _Soft:
+    """A relaxed policy of tensors: level weights and mix (the temperature is a soft choice among factors)."""
+
+    level_weight: torch.Tensor
+    mix: torch.Tensor
+
+
+def gradient_fit(
+    cache: ScoreCache, base: Policy, steps: int, lr: float = 0.05
+) -> tuple[list[int], Policy, list[float]]:
+    """The policy fitted by gradient descent on the validation batch: the baseline the tree search must beat.
+
+    Differentiable surrogates of the reward's terms (the contrastive loss, the zero-shot cross-entropy and,
+    where the cache has them, the cross-entropy of each attribute set) are minimised over log level weights,
+    the mix's logit and, per level, softmax weights over the cached temperature factors (a relaxation; the
+    largest weight is taken at the end). Weights and mix are continuous, so the result can lie between the
+    tree's grid points. Returns (τ factor index per level, the policy, the surrogate loss per step).
+    """
+    n = len(base.tau)
+    one = FACTORS.index(1.0)
+    tau_logits = torch.zeros(n, len(FACTORS))
+    tau_logits[:, one] = 2.0  # starts close to the base temperatures
+    log_w = torch.tensor(base.level_weight, dtype=torch.float32).clamp_min(1e-4).log()
+    mix0 = min(max(base.mix, 1e-3), 1 - 1e-3)
+    mix_logit = torch.tensor(float(torch.logit(torch.tensor(mix0))))
+    params = [tau_logits.requires_grad_(), log_w.requires_grad_(), mix_logit.requires_grad_()]
+    opt = torch.optim.Adam(params, lr=lr)
+    trace = []
+
+    def relaxed(levels: torch.Tensor) -> torch.Tensor:  # (F, ..., L) -> (..., L): soft τ choice per level
+        return torch.einsum("f...l,lf->...l", levels, tau_logits.softmax(-1))
+
+    scale = cache.logit_scale
+    for _ in range(steps):
+        soft = _Soft(level_weight=log_w.exp(), mix=torch.sigmoid(mix_logit))
+        scores = _mix(relaxed(cache.levels), cache.global_, soft)
+        target = torch.arange(scores.shape[0])
+        loss = 0.5 * (F.cross_entropy(scale * scores, target) + F.cross_entropy(scale * scores.T, target))
+        classes = _mix(relaxed(cache.class_levels), cache.class_global, soft)  # (C, B)
+        loss = loss + F.cross_entropy(scale * classes.T, cache.labels)
+        if cache.attr_levels is not None and cache.attr_global is not None and cache.attr_sets is not None:
+            s = _mix(relaxed(cache.attr_levels), cache.attr_global, soft)
+            table = _attr_table(scale * s, cache.attr_sets)
+            loss = loss + F.cross_entropy(table, torch.zeros(len(table), dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        trace.append(float(loss.detach()))
+    tau_index = tau_logits.argmax(-1).tolist()
+    policy = Policy(
+        tau=[t * FACTORS[i] for t, i in zip(base.tau, tau_index, strict=True)],
+        level_weight=log_w.detach().exp().tolist(),
+        mix=float(torch.sigmoid(mix_logit.detach())),
+    )
+    return tau_index, policy, trace
 
 
 def search_policy(
@@ -160,6 +237,8 @@ def search_policy(
     n = len(base.tau)
     sizes = [len(FACTORS)] * (2 * n + 1)
     identity = identity_assignment(n)
+    if method == "gradient":
+        return _gradient_calibration(cache, base, simulations, alpha, start)
     if method == "mcts":
         result = mcts_search(sizes, reward, simulations, seed=seed)
     elif method == "random":
@@ -183,3 +262,27 @@ def search_policy(
         seconds=time.perf_counter() - start,
     )
     return calibration, result
+
+
+def _gradient_calibration(
+    cache: ScoreCache, base: Policy, steps: int, alpha: float, start: float
+) -> tuple[Calibration, SearchResult]:
+    """``search_policy``'s ``gradient`` method: one reward evaluation at the end, ``steps`` gradient steps."""
+    n = len(base.tau)
+    base_loss = reward_terms(cache, identity_assignment(n), base)["loss"]
+    before = _combine(reward_terms(cache, identity_assignment(n), base), base_loss, alpha)
+    tau_index, policy, trace = gradient_fit(cache, base, steps)
+    after = _combine(_terms(cache, tau_index, policy), base_loss, alpha)
+    applied = after > before
+    calibration = Calibration(
+        method="gradient",
+        simulations=steps,
+        evaluations=2,
+        reward_before=before,
+        best_reward=max(after, before),
+        policy_before=base,
+        policy=policy if applied else base,
+        applied=applied,
+        seconds=time.perf_counter() - start,
+    )
+    return calibration, SearchResult(identity_assignment(n), max(after, before), steps, 2, trace)

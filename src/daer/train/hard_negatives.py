@@ -5,8 +5,18 @@ variant, with one of the attributes it names set to another value ("a stool with
 for a square-seated stool). In-batch negatives mostly differ in category, which the category word
 alone tells apart; these differ in one word, so the loss has to look at that part of the shape.
 
-Only swaps whose resulting full attribute combination belongs to the *train* split are used, so no
-caption of a held-out (val/test) combination is ever seen in training, not even as a negative.
+Which swaps are allowed is the ``scope``:
+
+- ``"train"``: the shape's full combination with the swap belongs to the *train* split, so no caption of a
+  held-out (val/test) combination is ever seen in training, not even as a negative. Where training
+  combinations are confounded (tree: only a conical crown with a short trunk and a round crown with a tall
+  one) no swap is left, and the model is never told that the crown word and the trunk word are separate.
+- ``"stated"``: the attributes the swapped caption *names* occur together in some train combination (a
+  caption of partial attributes is allowed although the shape's full combination with the swap is held out).
+- ``"free"``: every one-attribute swap, as NegCLIP does on any data: a negative may name a held-out
+  combination; no held-out *shape* is ever seen and no held-out caption is ever a positive. This is what
+  forces a word to be checked against its own part whatever the rest of the shape is.
+
 Shapes that are not Align3D-Synth shapes (or whose stored captions the generator does not
 reproduce) simply get no negatives.
 """
@@ -24,10 +34,12 @@ import torch.nn.functional as F
 
 from daer.data.synth.captions import render_caption
 from daer.data.synth.generator import caption_draws, shape_spec
-from daer.data.synth.splits import split_of
-from daer.data.synth.taxonomy import TAXONOMY
+from daer.data.synth.splits import split_of, split_table
+from daer.data.synth.taxonomy import TAXONOMY, combinations, combo_key
+from daer.errors import BadInputError
 
 _SYNTH_ID = re.compile(r"^synth-(\d+)-(\d+)$")
+SCOPES = ("train", "stated", "free")
 
 
 class SwapNegatives:
@@ -36,22 +48,25 @@ class SwapNegatives:
     Args:
         ids: shape ids (``synth-<seed>-<index>`` for Align3D-Synth shapes).
         captions: each shape's stored captions.
+        scope: which swaps are allowed: ``"train"``, ``"stated"`` or ``"free"`` (see the module).
     """
 
-    def __init__(self, ids: Sequence[str], captions: Sequence[Sequence[str]]) -> None:
-        found = [_swaps(sid, caps) for sid, caps in zip(ids, captions, strict=True)]
+    def __init__(self, ids: Sequence[str], captions: Sequence[Sequence[str]], scope: str = "train") -> None:
+        if scope not in SCOPES:
+            raise BadInputError(f"swap scope must be one of {SCOPES}, got {scope!r}")
+        found = [_swaps(sid, caps, scope) for sid, caps in zip(ids, captions, strict=True)]
         self.options: list[dict[str, list[str]]] = [options for options, _ in found]
         self._attributes: list[dict[str, dict[str, str]]] = [attrs for _, attrs in found]
 
     @classmethod
-    def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train") -> SwapNegatives:
+    def from_folder(cls, data_dir: str | os.PathLike[str], split: str = "train", scope: str = "train") -> SwapNegatives:
         from daer.data.shards import iter_records
 
         ids, captions = [], []
         for rec in iter_records(data_dir, split, columns=["captions"]):
             ids.append(rec.id)
             captions.append(rec.captions)
-        return cls(ids, captions)
+        return cls(ids, captions, scope)
 
     def coverage(self) -> float:
         """Fraction of captions that have at least one negative."""
@@ -74,7 +89,20 @@ class SwapNegatives:
         return [choices[int(i)] for i in rng.choice(len(choices), size=k, replace=False)]
 
 
-def _swaps(sid: str, captions: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+def _allowed(category: str, full: dict[str, str], stated: dict[str, str], seed: int, scope: str) -> bool:
+    """Whether a swap giving ``full`` (the shape's values, one swapped) and naming ``stated`` is in ``scope``."""
+    if scope == "free":
+        return True
+    if scope == "train":
+        return split_of(category, full, seed) == "train"
+    table = split_table(seed)
+    return any(
+        table[combo_key(category, c)] == "train" and all(c[k] == v for k, v in stated.items())
+        for c in combinations(category)
+    )
+
+
+def _swaps(sid: str, captions: Sequence[str], scope: str) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """Caption -> its negatives, and negative -> the full attribute values it states."""
     m = _SYNTH_ID.match(sid)
     if m is None:
@@ -89,9 +117,9 @@ def _swaps(sid: str, captions: Sequence[str]) -> tuple[dict[str, list[str]], dic
         negs = []
         for name in draw.attributes:
             for value in TAXONOMY[category][name]:
-                if value == full[name] or split_of(category, {**full, name: value}, seed) != "train":
-                    continue
                 attrs = {**draw.attributes, name: value}
+                if value == full[name] or not _allowed(category, {**full, name: value}, attrs, seed, scope):
+                    continue
                 neg = render_caption(category, attrs, draw.template, draw.group, draw.variant)
                 negs.append(neg)
                 stated.setdefault(neg, {**full, name: value})

@@ -41,8 +41,11 @@ class TrainConfig:
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
     swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
+    swap_scope: str = "train"  # which swaps: "train" (full combination trained), "stated", "free" (any value)
     ground_swaps: bool = False  # also ground the words of attribute-swap captions (a word looks at what it names)
     ground_weight: float = 0.5  # grounding loss on part-labelled shapes (haf mode; 0: off); 0.3 and 1 screened
+    part_weight: float = 0.0  # part read-out loss: a named word matches its labelled part's local values (haf)
+    part_swap_weight: float = 0.0  # the swap choice made by the named part's local values alone (haf, swaps on)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -80,14 +83,20 @@ class TrainConfig:
         for name in ("warmup_steps", "workers", "batch_categories"):
             if int(getattr(self, name)) < 0:
                 raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.swap_scope not in ("train", "stated", "free"):
+            raise BadInputError(f"swap_scope must be 'train', 'stated' or 'free', got {self.swap_scope!r}")
         if self.fine_loss not in ("levels", "fused"):
             raise BadInputError(f"fine_loss must be 'levels' or 'fused', got {self.fine_loss!r}")
         if not self.time_budget_s >= 0:
             raise BadInputError(f"time_budget_s must be >= 0, got {self.time_budget_s}")
         if not self.lr > 0:
             raise BadInputError(f"lr must be > 0, got {self.lr}")
-        if min(self.weight_decay, self.grad_clip, self.fine_weight, self.swap_negatives, self.ground_weight) < 0:
-            raise BadInputError("weight_decay, grad_clip, fine_weight, swap_negatives and ground_weight must be >= 0")
+        weights = (self.weight_decay, self.grad_clip, self.fine_weight, self.swap_negatives, self.ground_weight,
+                   self.part_weight, self.part_swap_weight)  # fmt: skip
+        if min(weights) < 0:
+            raise BadInputError(
+                "weight_decay, grad_clip, fine_weight, swap_negatives and the ground/part weights must be >= 0"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

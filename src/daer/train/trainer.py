@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDataset, collate
 from daer.data.shards import read_manifest
+from daer.data.synth.generator import attribute_mask
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
 from daer.models.pointops import normalize_batch
@@ -38,7 +39,7 @@ from daer.train.distributed import (
     broadcast_module,
     init_distributed,
 )
-from daer.train.grounding_loss import TokenAttributeMasks, grounding_loss
+from daer.train.grounding_loss import TokenAttributeMasks, grounding_loss, part_readout_loss, part_swap_loss
 from daer.train.hard_negatives import SwapNegatives, swap_loss
 from daer.train.loss import ContrastiveLoss
 from daer.train.run_folder import LOG_FILE, JsonlLog, manifest_hash, record_resume, write_run_info
@@ -93,11 +94,12 @@ class Trainer:
 
         self.dataset = self._build_dataset()
         self.token_masks: TokenAttributeMasks | None = None
-        if cfg.ground_weight > 0 and self.model.haf is not None and self.dataset.point_attrs is not None:
+        part_labels = cfg.ground_weight > 0 or cfg.part_weight > 0 or cfg.part_swap_weight > 0
+        if part_labels and self.model.haf is not None and self.dataset.point_attrs is not None:
             self.token_masks = TokenAttributeMasks(self.model.config.text_content_words)
         self.swaps: SwapNegatives | None = None
         if cfg.swap_negatives > 0:
-            self.swaps = SwapNegatives(self.dataset.ids, self.dataset.captions)
+            self.swaps = SwapNegatives(self.dataset.ids, self.dataset.captions, cfg.swap_scope)
         if cfg.text_prefill:
             captions = [c for caps in self.dataset.captions for c in caps]
             self.prefill_seconds = self.prefill_text_cache(captions + (self.swaps.captions() if self.swaps else []))
@@ -172,7 +174,8 @@ class Trainer:
             "groups_fn": self.model.precompute_groups,
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
             "cache_dir": self.run_dir / "cache",
-            "labels": self.cfg.ground_weight > 0 and self.cfg.mode == "haf",
+            "labels": max(self.cfg.ground_weight, self.cfg.part_weight, self.cfg.part_swap_weight) > 0
+            and self.cfg.mode == "haf",
         }
         # Rank 0 computes the point groups and writes the cache; the others then read it.
         if self.dist.is_main:
@@ -300,10 +303,73 @@ class Trainer:
             attention = self.model.haf.attention(feats, shapes_of)
             terms.append(grounding_loss(attention, shapes_of.centers, points[rows], batch.point_attrs[rows], masks))
         found = [t for t in terms if t is not None]
-        if not found:
-            return {"loss": loss, "loss_ground": loss.new_zeros(())}
-        term = torch.stack(found).mean()
-        return {"loss": loss + self.cfg.ground_weight * term, "loss_ground": term.detach()}
+        zero = loss.new_zeros(())
+        term = torch.stack(found).mean() if found else zero
+        out = {"loss": loss + self.cfg.ground_weight * term, "loss_ground": term.detach()}
+        if self.cfg.part_weight > 0:
+            named = [
+                {t: (mask, f"{cat}.{name}", attrs[name]) for t, (mask, name) in self._named(i, cat, attrs, cap, words)}
+                for i, cat, attrs, cap, words in zip(
+                    ids, batch.categories, batch.attributes, batch.captions, text.words, strict=True
+                )
+            ]
+            part = part_readout_loss(
+                self.model.haf, text.tokens, shapes.levels, shapes.centers, points, batch.point_attrs, named,
+                self.model.fine_logit_scale_value(),
+            )  # fmt: skip
+            part = zero if part is None else part
+            out = {"loss": out["loss"] + self.cfg.part_weight * part, "loss_ground": out["loss_ground"],
+                   "loss_part": part.detach()}  # fmt: skip
+        if self.cfg.part_swap_weight > 0:
+            term = self._part_swap_term(batch, text, shapes, points, negatives) if negatives is not None else None
+            term = zero if term is None else term
+            out = {**out, "loss": out["loss"] + self.cfg.part_swap_weight * term, "loss_part_swap": term.detach()}
+        return out
+
+    def _part_swap_term(self, batch: Batch, text: Any, shapes: Any, points: torch.Tensor, negatives: Any) -> Any:
+        """:func:`part_swap_loss` over the batch's swap captions: per (shape, swapped attribute), the words the
+        true caption uses for it, then those of each swapped caption."""
+        assert self.token_masks is not None and self.swaps is not None and batch.attributes is not None
+        feats, rows, captions = negatives
+        ids = batch.indices.tolist()
+        sets: dict[tuple[int, str], list[torch.Tensor]] = {}
+        for n, (b, cap) in enumerate(zip(rows.tolist(), captions, strict=True)):
+            full, cat = batch.attributes[b], batch.categories[b]
+            stated = self.swaps.attributes(ids[b], cap)
+            name = next(k for k in stated if stated[k] != full[k])
+            neg = [t for t, k in self.token_masks.names(ids[b], cat, stated, cap, feats.words[n]).items() if k == name]
+            if not neg:
+                continue
+            if (b, name) not in sets:
+                own = self.token_masks.names(ids[b], cat, full, batch.captions[b], text.words[b])
+                true = [t for t, k in own.items() if k == name]
+                if not true:
+                    continue
+                sets[b, name] = [text.tokens[b, true].mean(0)]
+            sets[b, name].append(feats.tokens[n, neg].mean(0))
+        if not sets:
+            return None
+        dev = points.device
+        keys = list(sets)
+        shape = torch.tensor([b for b, _ in keys], device=dev)
+        bits = torch.tensor(
+            [attribute_mask(batch.categories[b], k) for b, k in keys], device=dev, dtype=batch.point_attrs.dtype
+        )
+        words = torch.stack([w for key in keys for w in sets[key]])
+        owner = torch.tensor([i for i, key in enumerate(keys) for _ in sets[key]], device=dev)
+        return part_swap_loss(
+            self.model.haf, shapes.levels, shapes.centers, points, batch.point_attrs, shape, bits, words, owner,
+            self.model.fine_logit_scale_value(),
+        )  # fmt: skip
+
+    def _named(
+        self, index: int, category: str, attrs: Any, caption: str, words: Any
+    ) -> list[tuple[int, tuple[int, str]]]:
+        """(token, (bit mask, attribute name)) of each token of a caption that names an attribute."""
+        assert self.token_masks is not None
+        masks = self.token_masks(index, category, attrs, caption, words)
+        names = self.token_masks.names(index, category, attrs, caption, words)
+        return [(t, (masks[t], names[t])) for t in masks]
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -440,7 +506,15 @@ class Trainer:
                     now = time.perf_counter()
                     shapes_per_s = window_steps * global_batch / max(now - t_window, 1e-9)
                     t_window, window_steps = now, 0
-                    for k in ("loss", "loss_global", "loss_fine", "loss_swap", "loss_ground"):
+                    for k in (
+                        "loss",
+                        "loss_global",
+                        "loss_fine",
+                        "loss_swap",
+                        "loss_ground",
+                        "loss_part",
+                        "loss_part_swap",
+                    ):
                         if k in stats:
                             stats[k] = float(all_reduce_mean(torch.tensor(stats[k], device=self.device)))
                     epoch, _ = self.sampler.position(self.step - 1)

@@ -38,8 +38,10 @@ def format_table(result: dict) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from daer.eval.evaluate import evaluate
+    from daer.eval.queries import read_spec_queries
     from daer.models.model import load_model
 
+    spec = read_spec_queries(args.queries) if args.queries else None  # a bad file fails before the model loads
     model = load_model(args.ckpt, map_location=args.device)
     result = evaluate(
         model,
@@ -50,6 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         rerank=args.rerank,
         progress=not args.json and sys.stderr.isatty(),
+        spec=spec,
     )
     print(json.dumps(result) if args.json else format_table(result))
     return 0
@@ -66,4 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the --max-shapes subset (default 0)")
     p.add_argument("--rerank", type=int, default=100, help="candidates re-scored per query (default 100)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--queries",
+        default=None,
+        metavar="JSONL",
+        help="spec queries in your own words ({text, category, attributes} per line) for spec_p1/p10",
+    )
     p.set_defaults(func=cmd_eval)

@@ -36,7 +36,6 @@ features (tokens) are kept for the second pass, O(n · T · D), except in mode `
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,8 +48,8 @@ from tqdm import tqdm
 from daer.data.record import SPLITS
 from daer.data.sampling import fixed_subset
 from daer.data.shards import iter_records, read_manifest
-from daer.data.synth.captions import class_prompts, n_templates, render_caption, spec_queries
-from daer.data.synth.generator import caption_draws
+from daer.data.synth.captions import SpecQuery, class_prompts, n_templates, render_caption, spec_queries
+from daer.data.synth.generator import caption_draws, parse_shape_id
 from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY
 from daer.errors import BadInputError
 from daer.eval import metrics as M
@@ -69,7 +68,6 @@ GENERIC_PROMPTS: tuple[str, ...] = (
     "a 3d scan of a {name}",
 )
 SYNTH_GENERATOR = "align3d-synth"
-_SYNTH_ID = re.compile(r"^synth-(\d+)-(\d+)$")
 
 
 class Scorer(Protocol):
@@ -256,8 +254,8 @@ def attribute_texts(sid: str, cat: str, attrs: dict[str, str], caption: str, dse
     The template and variant are those of the stored first caption (``caption_draws``); a shape whose id or
     caption does not reproduce gets a held-out template and variant drawn from its position.
     """
-    m = _SYNTH_ID.match(sid)
-    draw = caption_draws(int(m.group(2)), int(m.group(1)), 1)[0] if m else None
+    parsed = parse_shape_id(sid)
+    draw = caption_draws(parsed[1], parsed[0], 1)[0] if parsed else None
     if draw is not None and draw.text == caption and draw.attributes == attrs:
         template, group, variant = draw.template, draw.group, draw.variant
     else:
@@ -298,6 +296,7 @@ def evaluate(
     text_batch: int = 256,
     progress: bool = False,
     grounding_shapes: int = DEFAULT_SHAPES,
+    spec: Sequence[SpecQuery] | None = None,
 ) -> dict[str, float | int | None]:
     """Evaluate ``model`` on one split of a data set folder.
 
@@ -313,6 +312,8 @@ def evaluate(
         text_batch: captions encoded at a time.
         progress: show progress bars.
         grounding_shapes: evaluated shapes (at most) that the grounding metric looks at (0: skip it).
+        spec: spec queries to score instead of the generated ones (e.g. ``read_spec_queries``; any data set
+            whose shapes carry attributes).
 
     Returns:
         ``{"t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10", "zeroshot_top1", "attr_acc",
@@ -336,7 +337,7 @@ def evaluate(
     try:
         with torch.inference_mode():
             stream = _Stream(data_dir, split, keep, meta.ids, batch_size, _model_points(model))
-            out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress)
+            out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress, spec)
             out["grounding"] = grounding_score(
                 model, data_dir, split, max_shapes=grounding_shapes, seed=seed, ids=meta.ids, n_points=stream.n_points
             )
@@ -355,6 +356,7 @@ def _run(
     n_spec: int,
     text_batch: int,
     progress: bool,
+    spec_given: Sequence[SpecQuery] | None = None,
 ) -> dict[str, float | None]:
     n, device, fused = len(meta.ids), _device(model), not _global_mode(model)
     synth = is_synth(manifest, meta.categories)
@@ -373,7 +375,10 @@ def _run(
     do_zs = len(classes) >= 2 and (labels >= 0).any()
     n_prompts = [len(p) for p in prompts]
     prompt_bank = _TextBank(model, [p for ps in prompts for p in ps], text_batch, True, device) if do_zs else None
-    queries = spec_queries(dseed, n_spec, stream.split) if synth and n_spec > 0 else []
+    if spec_given is not None:
+        queries = list(spec_given)
+    else:
+        queries = spec_queries(dseed, n_spec, stream.split) if synth and n_spec > 0 else []
     spec_bank = _TextBank(model, [q.text for q in queries], text_batch, fused, device)
 
     # Pass 1: global embeddings, zero-shot rows, attribute scores.

@@ -24,7 +24,6 @@ reproduce) simply get no negatives.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,12 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from daer.data.synth.captions import render_caption
-from daer.data.synth.generator import caption_draws, shape_spec
+from daer.data.synth.generator import caption_draws, parse_shape_id, shape_spec
 from daer.data.synth.splits import split_of, split_table
 from daer.data.synth.taxonomy import TAXONOMY, combinations, combo_key
 from daer.errors import BadInputError
 
-_SYNTH_ID = re.compile(r"^synth-(\d+)-(\d+)$")
 SCOPES = ("train", "stated", "free")
 
 
@@ -104,10 +102,10 @@ def _allowed(category: str, full: dict[str, str], stated: dict[str, str], seed: 
 
 def _swaps(sid: str, captions: Sequence[str], scope: str) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
     """Caption -> its negatives, and negative -> the full attribute values it states."""
-    m = _SYNTH_ID.match(sid)
-    if m is None:
+    parsed = parse_shape_id(sid)
+    if parsed is None:
         return {}, {}
-    seed, index = int(m.group(1)), int(m.group(2))
+    seed, index = parsed
     category, full = shape_spec(index, seed)
     out: dict[str, list[str]] = {}
     stated: dict[str, dict[str, str]] = {}

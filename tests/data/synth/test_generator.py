@@ -107,3 +107,11 @@ def test_augmentations_are_off_by_default_and_behave(category):
 def test_bad_input(call):
     with pytest.raises(BadInputError):
         call()
+
+
+def test_shape_ids_parse_back_and_foreign_ids_do_not():
+    from daer.data.synth.generator import parse_shape_id, shape_id
+
+    assert parse_shape_id(shape_id(123, 7)) == (7, 123)
+    for foreign in ("my-chair", "synth-1-", "synth--3", "synth-1-2-3", "xsynth-1-2"):
+        assert parse_shape_id(foreign) is None

@@ -18,6 +18,7 @@ is the prefix of a bigger one, shards can be built in any order or in parallel, 
 from __future__ import annotations
 
 import functools
+import re
 import zlib
 
 import numpy as np
@@ -59,6 +60,15 @@ def shape_spec(index: int, seed: int) -> tuple[str, dict[str, str]]:
 def shape_id(index: int, seed: int) -> str:
     """The record id of shape ``index``: ``synth-<seed>-<index, 8 digits>``."""
     return f"synth-{seed}-{index:08d}"
+
+
+_SHAPE_ID = re.compile(r"^synth-(\d+)-(\d+)$")
+
+
+def parse_shape_id(sid: str) -> tuple[int, int] | None:
+    """(seed, index) of an Align3D-Synth record id (the inverse of :func:`shape_id`), None for any other id."""
+    m = _SHAPE_ID.match(sid)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def caption_draws(index: int, seed: int, n_captions: int = 3) -> list[CaptionDraw]:

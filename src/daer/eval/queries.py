@@ -1,0 +1,52 @@
+"""Spec queries from a file: your own wording, scored by the same spec_p1 / spec_p10 as the generated ones.
+
+One JSON object per line: ``{"text": "a loveseat for two people", "category": "sofa", "attributes":
+{"seats": "2"}}``. A shape is relevant where its category matches and every named attribute has the
+named value (``attributes`` may be empty or left out). Blank lines and lines starting with ``#`` are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from daer.data.synth.captions import SpecQuery
+from daer.errors import BadInputError
+
+MAX_QUERIES = 100_000
+
+
+def read_spec_queries(path: str | os.PathLike[str]) -> list[SpecQuery]:
+    """The queries of a JSONL file; a bad line is refused with its number and what is wrong with it."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInputError(f"{path}: cannot read the query file ({e})") from None
+    out: list[SpecQuery] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{where}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise BadInputError(f"{where}: expected an object with text, category and attributes")
+        text, category, attributes = row.get("text"), row.get("category"), row.get("attributes", {})
+        if not isinstance(text, str) or not text.strip():
+            raise BadInputError(f"{where}: 'text' must be a non-empty string")
+        if not isinstance(category, str) or not category:
+            raise BadInputError(f"{where}: 'category' must be a non-empty string")
+        if not isinstance(attributes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+        ):
+            raise BadInputError(f"{where}: 'attributes' must map names to string values")
+        out.append(SpecQuery(text=text.strip(), category=category, attributes=dict(attributes)))
+        if len(out) > MAX_QUERIES:
+            raise BadInputError(f"{path}: more than {MAX_QUERIES} queries")
+    if not out:
+        raise BadInputError(f"{path}: no queries")
+    return out

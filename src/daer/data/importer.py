@@ -25,7 +25,7 @@ from daer.data.formats import (
     RejectLog,
     clean_caption,
     get_loader,
-    key_rng,
+    load_task,
     read_csv_rows,
     seeded_split,
 )
@@ -184,12 +184,6 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def load_task(loader: Loader, path: str, n_points: int, seed: int, key: str, max_bytes: int) -> tuple:
-    """Worker task: ``loader(path, ...)`` with a generator seeded by (seed, key), so results do not depend
-    on which worker runs it or in what order."""
-    return loader(path, n_points=n_points, rng=key_rng(seed, key), max_bytes=max_bytes)
 
 
 def import_meshes(

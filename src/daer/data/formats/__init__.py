@@ -302,6 +302,12 @@ def group_caption_rows(
     return groups
 
 
+def load_task(loader: Callable[..., Any], path: str, n_points: int, seed: int, key: str, max_bytes: int) -> tuple:
+    """Worker task: ``loader(path, ...)`` with a generator seeded by (seed, key), so results do not depend
+    on which worker runs it or in what order."""
+    return loader(path, n_points=n_points, rng=key_rng(seed, key), max_bytes=max_bytes)
+
+
 def load_groups(
     groups: Iterable[FileGroup],
     files: dict[str, Path],
@@ -319,7 +325,6 @@ def load_groups(
     Files are read by ``loader`` (default ``load_points``) in worker processes with a per-file time
     limit, as the CSV importer does; a missing, bad, hanging or crashing file rejects every row of its group.
     """
-    from daer.data.importer import load_task  # the importer imports this package
     from daer.data.mesh_io import load_points
     from daer.data.timed_pool import TaskFailed, TimedPool
 

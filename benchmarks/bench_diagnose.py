@@ -94,12 +94,24 @@ def score_parts(model: Any, captions: list[str], shapes: Any) -> dict[str, np.nd
     return out
 
 
+def has_conflict(category: str, attributes: dict[str, str], name: str, dseed: int) -> bool:
+    """Whether a *trained* combination equals this shape's except in attribute ``name``: the swapped caption
+    then names a combination seen in training, and a model that memorised combinations prefers it."""
+    from daer.data.synth.splits import split_of
+    from daer.data.synth.taxonomy import TAXONOMY
+
+    values = [v for v in TAXONOMY[category][name] if v != attributes[name]]
+    return any(split_of(category, {**attributes, name: v}, dseed) == "train" for v in values)
+
+
 def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[str, Any]:
-    """Accuracy per (split, template group), per attribute and per score component."""
+    """Accuracy per (split, template group), per attribute and per score component, and on unseen shapes
+    split by :func:`has_conflict`."""
     from daer.data.synth.taxonomy import TAXONOMY
 
     cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     per_attr: dict[str, list[bool]] = defaultdict(list)
+    conflict: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for split, items in recs.items():
         for group in ("train", "heldout"):
             for rec in items:
@@ -111,6 +123,9 @@ def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[
                     for comp, s in parts.items():
                         s = s[at : at + len(caps)]
                         cells[f"{split}/{group}"][comp].append(bool(s[0] > s[1:].max()))
+                        if split == "test" and group == "heldout":
+                            kind = "conflict" if has_conflict(rec.category, rec.attributes, name, dseed) else "free"
+                            conflict[kind][comp].append(bool(s[0] > s[1:].max()))
                         if comp == "fused" and split == "test" and group == "heldout":
                             per_attr[f"{rec.category}.{name}"].append(bool(s[0] > s[1:].max()))
                     at += len(caps)
@@ -122,6 +137,7 @@ def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[
         "cells": {c: {k: float(np.mean(v)) for k, v in comps.items()} for c, comps in cells.items()},
         "per_attribute": {k: (float(np.mean(v)), len(v)) for k, v in sorted(per_attr.items())},
         "by_kind": {k: (float(np.mean(v)), len(v)) for k, v in by_kind.items()},
+        "conflict": {k: {c: (float(np.mean(v)), len(v)) for c, v in comps.items()} for k, comps in conflict.items()},
     }
 
 
@@ -223,8 +239,10 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], command
     lines.append("")
     lines.append("attr_acc of the fused score in four cells (rows: shapes; columns: caption templates), and zero-shot:")
     lines.append("")
-    lines.append("| run | mode | seen × train tpl | seen × held-out tpl | unseen × train tpl | unseen × held-out "
-                 "tpl | zero-shot seen | zero-shot unseen | point probe (unseen) | text probe (held-out tpl) |")
+    lines.append(
+        "| run | mode | seen × train tpl | seen × held-out tpl | unseen × train tpl | unseen × held-out "
+        "tpl | zero-shot seen | zero-shot unseen | point probe (unseen) | text probe (held-out tpl) |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         c = r["cells"]
@@ -247,6 +265,22 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]], command
         pol = json.dumps(r["policy"]) if r["policy"] else "–"
         lines.append(f"| {name} | {f('global')} | {f('fine')} | {f('level1')} | {f('level2')} | {f('level3')} "
                      f"| {f('fused')} | {f('logit_sum')} | `{pol}` |")  # fmt: skip
+    lines.append("")
+    lines.append(
+        "Unseen × held-out, split by whether a trained combination differs from the shape's in that "
+        "attribute only (*conflict*: the swapped caption names a seen combination) or not (*free*):"
+    )
+    lines.append("")
+    lines.append("| run | case | n | global | fine | level 1 | level 2 | level 3 | fused |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        for case in ("conflict", "free"):
+            c = r["conflict"].get(case, {})
+            if not c:
+                continue
+            cells = " | ".join(f"{c[k][0]:.3f}" if k in c else "–"
+                               for k in ("global", "fine", "level1", "level2", "level3", "fused"))  # fmt: skip
+            lines.append(f"| {name} | {case} | {c['fused'][1]} | {cells} |")
     lines.append("")
     lines.append("By kind of attribute (unseen × held-out, fused): " + "; ".join(
         f"**{name}**: " + ", ".join(f"{k} {v[0]:.3f} (n={v[1]})" for k, v in sorted(r["by_kind"].items()))

@@ -1,6 +1,6 @@
 """The web page in Debian's headless Chromium: type a query, see results, open an explanation, screenshot.
 
-Driven through chromedriver's W3C WebDriver HTTP API (tests/serve/webdriver.py). Screenshots go to
+Driven by Selenium through the system chromedriver (tests/serve/webdriver.py). Screenshots go to
 the test's temporary folder, or to ``$DAER_SCREENSHOTS`` when that is set.
 """
 

@@ -63,6 +63,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "part_swap_3": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 3)",
                     ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=3.0"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
+    "ground_0.5_seed1": ("ground_0.5, seed 1 (model init, data order, captions, augmentation)",
+                         ["--modes", "haf", "--set", "ground_swaps=false", "--set", "seed=1"]),
+    "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",
                     ["--modes", "global", "--set", "swap_scope=free"]),
 }  # fmt: skip

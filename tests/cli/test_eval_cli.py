@@ -54,3 +54,20 @@ def test_eval_errors(setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.Ca
     assert "error:" in capsys.readouterr().err
     assert main(["eval", "--ckpt", str(run), "--data", str(data), "--max-shapes", "0"]) == 2
     assert "max_shapes" in capsys.readouterr().err
+
+
+def test_eval_with_own_queries(setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, run = setup
+    good = tmp_path / "q.jsonl"
+    good.write_text('{"text": "a chair with arms", "category": "chair", "attributes": {"armrests": "yes"}}\n'
+                    '{"text": "a stool", "category": "stool"}\n')  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run), "--data", str(data), "--json", "--queries", str(good)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    from daer.eval.queries import read_spec_queries
+
+    assert result == evaluate(load_model(run), data, spec=read_spec_queries(good))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a stool", "category": "stool"}\n{"text": 3}\n')
+    assert main(["eval", "--ckpt", str(tmp_path / "none"), "--data", str(data), "--queries", str(bad)]) == 2
+    assert "bad.jsonl:2" in capsys.readouterr().err  # the query file is checked before the model is looked for

@@ -305,3 +305,31 @@ def test_cli_defaults_to_loopback() -> None:
 
     args = build_parser().parse_args(["serve", "--index", "idx"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.max_upload_mb == 20.0
+
+
+def test_a_slow_explanation_does_not_hold_a_search(backend) -> None:
+    """Explanations and uploads run on their own model copy and lock: a search answers while one is busy."""
+    import threading
+    import time
+
+    assert backend.heavy_model is not backend.model
+    started = threading.Event()
+    original = backend.heavy_model.explain
+
+    def slow_explain(*args, **kwargs):
+        started.set()
+        time.sleep(2.0)
+        return original(*args, **kwargs)
+
+    backend.heavy_model.explain = slow_explain
+    try:
+        sid = backend.search("a chair", 1)[0]["id"]
+        worker = threading.Thread(target=backend.explain, args=("a slow question", sid))
+        worker.start()
+        assert started.wait(10)
+        t0 = time.perf_counter()
+        assert backend.search("a chair with four legs", 5)
+        assert time.perf_counter() - t0 < 1.5  # not queued behind the 2 s explanation
+        worker.join()
+    finally:
+        del backend.heavy_model.explain

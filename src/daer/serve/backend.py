@@ -47,12 +47,14 @@ class LibraryBackend:
 
     Args:
         searcher: text -> results.
-        model: the index's model (explanations and classification); calls to it are serialised.
+        model: the index's model; calls to it are serialised with the searcher's (``model_lock``).
         store: the index's data set.
         identity: cache namespace (index path + model hash).
         details: extra fields for ``/healthz`` (method, count, paths).
         explain_cache: explanations kept in memory (a page asks for each word of one explanation).
         model_lock: the lock the searcher holds while it uses the same model (default: a new one).
+        heavy_model: a second copy of the model for explanations and classification, with its own lock, so
+            that a slow explanation never holds a search (default: ``model``, under ``model_lock``).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class LibraryBackend:
         details: dict[str, Any] | None = None,
         explain_cache: int = 64,
         model_lock: threading.Lock | None = None,
+        heavy_model: DaerModel | None = None,
     ) -> None:
         self.searcher = searcher
         self.model = model
@@ -73,6 +76,8 @@ class LibraryBackend:
         self.labels = list(store.categories)
         self.details = dict(details or {})
         self._model_lock = model_lock if model_lock is not None else threading.Lock()
+        self.heavy_model = heavy_model if heavy_model is not None else model
+        self._heavy_lock = threading.Lock() if heavy_model is not None else self._model_lock
         self._cache_lock = threading.Lock()
         self._explained: OrderedDict[tuple[str, str], Explanation] = OrderedDict()
         self._max_explained = explain_cache
@@ -100,8 +105,8 @@ class LibraryBackend:
         pts = self.store.points(shape_id)
         if pts is None:
             return None
-        with self._model_lock:
-            exp = self.model.explain(query, pts)
+        with self._heavy_lock:
+            exp = self.heavy_model.explain(query, pts)
         with self._cache_lock:
             self._explained[key] = exp
             while len(self._explained) > self._max_explained:
@@ -110,8 +115,8 @@ class LibraryBackend:
 
     def classify(self, points: np.ndarray, labels: list[str] | None) -> list[dict[str, Any]]:
         """Labels ranked for one shape (the data set's categories when ``labels`` is None)."""
-        with self._model_lock:
-            return classify_points(self.model, points, labels or self.labels)
+        with self._heavy_lock:
+            return classify_points(self.heavy_model, points, labels or self.labels)
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports beyond ``status``."""
@@ -150,10 +155,12 @@ def open_backend(
     # Served queries are private: their text features stay in a bounded in-memory LRU, never in the
     # on-disk cache that training fills (text_features.sqlite), unless the operator names a file.
     ckpt = ckpt if ckpt is not None else open_index_dir(index_dir, verify=False).meta.get("ckpt")
-    model = None
+    model = heavy = None
     if ckpt:
         cache = TextFeatureCache(text_cache_file, memory_bytes=text_cache_mb << 20)
         model = model_module.load_model(ckpt, text_cache=cache)
+        # Explanations and uploads run on their own copy, so they never wait for or hold a search.
+        heavy = model_module.load_model(ckpt, text_cache=TextFeatureCache(None, memory_bytes=8 << 20))
     searcher = Searcher(index_dir, ckpt=ckpt, verify=verify, learn=learn, model=model)
     data = data_dir if data_dir is not None else searcher.data_dir
     if not data:
@@ -174,4 +181,5 @@ def open_backend(
         identity=f"{Path(index_dir).resolve()}:{model_id}",
         details=details,
         model_lock=getattr(searcher, "_model_lock", None),
+        heavy_model=heavy,
     )

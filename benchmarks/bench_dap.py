@@ -76,10 +76,12 @@ def markdown(args: argparse.Namespace, rows: list[dict], curves: list[dict], wal
     """The RESULTS.md section."""
     sims = " ".join(str(s) for s in args.sims)
     lines = [
-        "## DAP ablation: policy search methods at the same budget",
+        f"## {args.title}",
         "",
         f"Command: `python -m benchmarks.bench_dap --ckpt {args.ckpt} --data {args.data} --seeds {args.seeds} "
-        f"--sims {sims} --max-shapes {args.max_shapes} --val-size {args.val_size}` (git {git_sha()})",
+        f"--sims {sims} --max-shapes {args.max_shapes} --val-size {args.val_size}"
+        + (f" --section {args.section} --title '{args.title}'" if args.section != "dap_ablation" else "")
+        + f"` (git {git_sha()})",
         f"Machine: {machine_line()}. Total {wall / 60:.1f} min.",
         f"Each method searches with each budget ({sims} reward evaluations; gradient: optimiser steps) on a "
         f"seeded validation batch of {args.val_size} shapes (reward α={args.alpha}); test split subset of "
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-size", type=int, default=256)
     parser.add_argument("--max-shapes", type=int, default=600)
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch RESULTS.md")
+    parser.add_argument("--section", default="dap_ablation", help="RESULTS.md section (one per checkpoint)")
+    parser.add_argument("--title", default="DAP ablation: policy search methods at the same budget")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows, curves = [], []
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     md = markdown(args, rows, curves, time.perf_counter() - start)
     print(md)
     if not args.no_write:
-        write_section("dap_ablation", md)
+        write_section(args.section, md)
 
 
 if __name__ == "__main__":

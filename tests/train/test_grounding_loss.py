@@ -144,15 +144,16 @@ def test_trainer_adds_the_weighted_term(synth, tmp_path, swaps):
     assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 0.5 * e["loss_ground"], rel=1e-5) for e in lines)
 
 
-def test_trainer_adds_the_part_readout_term(synth, tmp_path):
+@pytest.mark.parametrize(("field", "key"), [("part_weight", "loss_part"), ("part_swap_weight", "loss_part_swap")])
+def test_trainer_adds_the_part_terms(synth, tmp_path, field, key):
     cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=32,
-                      ground_weight=0.0, part_weight=2.0, log_every=1, progress=False, dap=False)  # fmt: skip
+                      ground_weight=0.0, log_every=1, progress=False, dap=False, **{field: 2.0})  # fmt: skip
     train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     lines = [e for e in lines if "loss" in e]
-    assert lines and all(e["loss_part"] > 0 for e in lines)
+    assert lines and all(e[key] > 0 for e in lines)
     parts = ("loss_global", "loss_fine", "loss_swap")
-    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 2.0 * e["loss_part"], rel=1e-5) for e in lines)
+    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 2.0 * e[key], rel=1e-5) for e in lines)
 
 
 def test_grounding_loss_trains_words_to_look_at_their_parts(synth, tmp_path):
@@ -266,15 +267,3 @@ def test_part_swap_loss_against_loops():
     assert got is not None and float(got) == pytest.approx(float(np.mean(losses)), rel=1e-4)
     only_true = torch.arange(4)  # one candidate per set: nothing to choose between
     assert part_swap_loss(haf, levels, centers, points, labels, shape, bits, words[:4], only_true, 4.0) is None
-
-
-def test_trainer_adds_the_part_swap_term(synth, tmp_path):
-    cfg = TrainConfig(data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=3, batch_size=32,
-                      ground_weight=0.0, part_swap_weight=2.0, log_every=1, progress=False, dap=False)  # fmt: skip
-    train(cfg)
-    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    lines = [e for e in lines if "loss" in e]
-    assert lines and all(e["loss_part_swap"] > 0 for e in lines)
-    parts = ("loss_global", "loss_fine", "loss_swap")
-    assert all(e["loss"] == pytest.approx(sum(e[k] for k in parts) + 2.0 * e["loss_part_swap"], rel=1e-5)
-               for e in lines)  # fmt: skip

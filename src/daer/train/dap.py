@@ -269,8 +269,9 @@ def _gradient_calibration(
 ) -> tuple[Calibration, SearchResult]:
     """``search_policy``'s ``gradient`` method: one reward evaluation at the end, ``steps`` gradient steps."""
     n = len(base.tau)
-    base_loss = reward_terms(cache, identity_assignment(n), base)["loss"]
-    before = _combine(reward_terms(cache, identity_assignment(n), base), base_loss, alpha)
+    base_terms = reward_terms(cache, identity_assignment(n), base)
+    base_loss = base_terms["loss"]
+    before = _combine(base_terms, base_loss, alpha)
     tau_index, policy, trace = gradient_fit(cache, base, steps)
     after = _combine(_terms(cache, tau_index, policy), base_loss, alpha)
     applied = after > before

@@ -37,25 +37,35 @@ class TokenAttributeMasks:
 
     def __init__(self, content_only: bool) -> None:
         self.content_only = content_only
-        self._memo: dict[tuple[int, str], dict[int, str]] = {}
+        self._names: dict[tuple[int, str], dict[int, str]] = {}
+        self._masks: dict[tuple[int, str], dict[int, int]] = {}
 
     def __call__(
         self, index: int, category: str, attributes: Mapping[str, str], caption: str, words: Sequence[str]
     ) -> dict[int, int]:
         """The named tokens of ``caption`` (whose scored tokens are ``words``) for shape ``index``."""
-        return {
-            t: attribute_mask(category, name)
-            for t, name in self.names(index, category, attributes, caption, words).items()
-        }
+        key = (index, caption)
+        if key not in self._masks:
+            names = self.names(index, category, attributes, caption, words)
+            self._masks[key] = {t: attribute_mask(category, name) for t, name in names.items()}
+        return self._masks[key]
 
     def names(
         self, index: int, category: str, attributes: Mapping[str, str], caption: str, words: Sequence[str]
     ) -> dict[int, str]:
         """Token index -> the name of the attribute it names (``__call__`` gives its bit mask)."""
         key = (index, caption)
-        if key not in self._memo:
-            self._memo[key] = attribute_tokens(category, attributes, caption, words, self.content_only)
-        return self._memo[key]
+        if key not in self._names:
+            self._names[key] = attribute_tokens(category, attributes, caption, words, self.content_only)
+        return self._names[key]
+
+
+def _part_points(labels: Tensor, shape: Tensor, bits: Tensor, max_cover: float) -> tuple[Tensor, Tensor]:
+    """(R, N) which points of shape ``shape[r]`` carry the bits ``bits[r]``, and (R,) whether that part is
+    scorable: present, and not covering more than ``max_cover`` of the shape (a mug's body is no evidence)."""
+    on = (labels[shape] & bits[:, None]) != 0
+    cover = on.float().mean(1)
+    return on, (cover > 0) & (cover <= max_cover)
 
 
 def grounding_loss(
@@ -86,9 +96,7 @@ def grounding_loss(
     b_idx = torch.tensor([r[0] for r in rows], device=dev)
     t_idx = torch.tensor([r[1] for r in rows], device=dev)
     bits = torch.tensor([r[2] for r in rows], device=dev, dtype=labels.dtype)
-    on = (labels[b_idx] & bits[:, None]) != 0  # (R, N) points of each named part
-    cover = on.float().mean(1)
-    keep = (cover > 0) & (cover <= max_cover)
+    on, keep = _part_points(labels, b_idx, bits, max_cover)  # (R, N) points of each named part
     if not bool(keep.any()):
         return None
     b_idx, t_idx, on = b_idx[keep], t_idx[keep], on[keep].float()
@@ -133,7 +141,8 @@ def part_readout_loss(
     naming the same attribute of the same category, those whose shape has the same value: a supervised
     InfoNCE. A trunk's read-out cannot see the crown, so "tall" must be told from "short" by the trunk
     itself, even where every training tree with a tall trunk has a round crown: the attribute is learnt
-    apart from the combination it came in, which caption-level losses cannot do.
+    apart from the combination it came in, which caption-level losses cannot do. Screened, it did not raise
+    attr_acc (benchmarks/RESULTS.md, "combination confounds"), so it is off by default.
 
     Args:
         haf: the HierarchicalAttentionFusion (its ``expectations`` and ``read_values``).
@@ -151,11 +160,10 @@ def part_readout_loss(
     dev = points.device
     bits = torch.tensor([r[2] for r in rows], device=dev, dtype=labels.dtype)
     b_all = torch.tensor([r[0] for r in rows], device=dev)
-    on = (labels[b_all] & bits[:, None]) != 0  # (R, N)
-    cover = on.float().mean(1)
-    keep = ((cover > 0) & (cover <= max_cover)).tolist()
+    on, scorable = _part_points(labels, b_all, bits, max_cover)
+    keep = scorable.tolist()
     rows = [r for r, k in zip(rows, keep, strict=True) if k]
-    on = on[torch.tensor(keep, device=dev)].float()
+    on = on[scorable].float()
     groups: dict[str, int] = {}
     key = torch.tensor([groups.setdefault(r[3], len(groups)) for r in rows], device=dev)
     values: dict[tuple[str, str], int] = {}
@@ -201,7 +209,7 @@ def part_swap_loss(
     transformer) with fixed weights, each token's share of the part's points, and a cross-entropy over the
     set's candidates asks cos(u(words), read values) to pick the true words. Only the trunk is read, so
     the crown cannot answer for it; the caption-level swap loss can always be satisfied by the crown where
-    training combinations confound the two.
+    training combinations confound the two. Screened, it did not raise attr_acc either (same section).
 
     Args:
         levels, centers: the point features' per-level tokens (B, N_l, D) and centres (B, N_l, 3).
@@ -215,10 +223,9 @@ def part_swap_loss(
     """
     if len(shape) == 0:
         return None
-    on = (labels[shape] & bits[:, None]) != 0  # (S, N)
-    cover = on.float().mean(1)
+    on, scorable = _part_points(labels, shape, bits, max_cover)  # (S, N)
     counts = torch.bincount(owner, minlength=len(shape))
-    keep = (cover > 0) & (cover <= max_cover) & (counts > 1)
+    keep = scorable & (counts > 1)
     if not bool(keep.any()):
         return None
     first = torch.cumsum(counts, 0) - counts  # index of each set's true candidate

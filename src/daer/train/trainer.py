@@ -367,9 +367,8 @@ class Trainer:
     ) -> list[tuple[int, tuple[int, str]]]:
         """(token, (bit mask, attribute name)) of each token of a caption that names an attribute."""
         assert self.token_masks is not None
-        masks = self.token_masks(index, category, attrs, caption, words)
         names = self.token_masks.names(index, category, attrs, caption, words)
-        return [(t, (masks[t], names[t])) for t in masks]
+        return [(t, (attribute_mask(category, name), name)) for t, name in names.items()]
 
     # ------------------------------------------------------------------------------------------
     # checkpoints

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
 CONTEXT = '{"point_context":true}'
@@ -103,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = args.only or list(VARIANTS)
     results = {name: run_variant(name, args) for name in names}
-    command = "python -m benchmarks.bench_ablation " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = command_line("benchmarks.bench_ablation", argv)
     lines = [f"## {args.title} (`small`, {args.n:,} Align3D-Synth shapes, {args.minutes:g} min per row)", "",
              f"Command: `{command.strip()}` (git {git_sha()})  ", f"Machine: {machine_line()}.  ",
              f"Each row trained alone (2 threads, DAP off, policy fixed at mix 0.5, equal level weights), "

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 COUNT_VALUES = {"0", "1", "2", "3", "4", "5", "6", "7", "8"}
 PRESENCE_VALUES = {"yes", "no"}
@@ -311,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = spec.rpartition("=")
         results[name or Path(path).name] = diagnose(Path(path), args.data, args.shapes, args.seed)
         print(name or path, json.dumps(results[name or Path(path).name]["cells"]["test/heldout"]), flush=True)
-    command = "python -m benchmarks.bench_diagnose " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = command_line("benchmarks.bench_diagnose", argv)
     md = render(args, results, command)
     print(md)
     if not args.no_write:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 GOALS = {"busy core": 0.70, "two jobs": 0.40}  # share of the idle rate each condition must keep
 
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells = {c: _cell(args, threads, batch, c, wait) for c in ("idle", "busy core", "two jobs")}
                 rows.append({"threads": threads, "batch": batch, "wait": wait, **cells})
                 print(json.dumps(rows[-1]), flush=True)
-    command = "python -m benchmarks.bench_embed " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = command_line("benchmarks.bench_embed", argv)
     lines = [f"## Embedding throughput (`{args.config}` config, raw points -> global + HAF tokens)", "",
              f"Command: `{command.strip()}` (git {git_sha()})  ", f"Machine: {machine_line()}.  ",
              f"Median of {args.repeats} windows of {args.seconds:g} s per cell, each cell in fresh processes; "

@@ -14,14 +14,12 @@ Writes the ``handwritten`` section of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 QUERIES = Path(__file__).resolve().parent / "queries" / "handwritten.jsonl"
 
@@ -60,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             }  # fmt: skip
             rows.append((name, model.config.mode, split, answerable, both, time.perf_counter() - start))
             print(name, split, {k: (v["spec_p1"], v["spec_p10"]) for k, v in both.items()}, flush=True)
-    command = "python -m benchmarks.bench_handwritten " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = command_line("benchmarks.bench_handwritten", argv)
     sizes = ", ".join(f"{r[4]['handwritten']['n_shapes']:,} {r[2]}" for r in rows[:: len(args.run)])
     lines = [
         f"## Hand-written queries ({len(queries)} queries; {sizes} shapes)",

@@ -22,13 +22,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 GOALS: tuple[tuple[str, float], ...] = (
     ("attr_acc", 0.88), ("zeroshot_top1", 0.97), ("spec_p10", 0.90), ("grounding", 0.6)
@@ -405,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     pick = "haf" if "haf" in results else modes[0]
     embed = embed_rate(Path(results[pick]["summary"]["run"]), data, threads=cores)
     embed.update(mode=pick, threads=cores)
-    cmd = "python -m benchmarks.bench_train " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    cmd = command_line("benchmarks.bench_train", argv)
     info = {
         "command": cmd.strip(),
         "n": int(manifest["n"]),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from daer.utils.atomic import atomic_open
@@ -31,6 +33,12 @@ def machine_line() -> str:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a benchmark was run, as a shell line: ``python -m MODULE ARGS`` (``argv`` None: this process's)."""
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python -m", module, *(shlex.quote(a) for a in args)])
 
 
 def git_sha() -> str:

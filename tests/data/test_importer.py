@@ -20,7 +20,6 @@ from daer.data.importer import import_meshes, write_records
 from daer.data.mesh_io import load_points
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, iter_records, read_manifest
-from daer.data.timed_pool import TaskFailed, TimedPool
 from daer.errors import BadInputError
 
 
@@ -200,19 +199,6 @@ def test_hanging_and_crashing_files_are_cut_off(tmp_path, meshes):
     assert summary.imported == 2 and summary.rejected == {"timeout": 1, "crashed": 1}
     reasons = {r["code"]: r["reason"] for r in _rejected(tmp_path / "out")}
     assert "longer than 1 s" in reasons["timeout"] and "exit code 7" in reasons["crashed"]
-
-
-def _sleep_then_return(x: float) -> float:
-    time.sleep(x)
-    return x
-
-
-def test_pool_keeps_task_order_and_replaces_killed_workers():
-    tasks = [(0.3,), (0.01,), (5.0,), (0.02,), (0.0,)]
-    with TimedPool(_sleep_then_return, workers=2, timeout=1.5) as pool:
-        out = list(pool.map_ordered(tasks))
-    assert out[:2] == [0.3, 0.01] and out[3:] == [0.02, 0.0]
-    assert isinstance(out[2], TaskFailed) and out[2].code == "timeout"
 
 
 def test_unusable_csv_raises(tmp_path, meshes):

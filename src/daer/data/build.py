@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, shard_name, write_manifest, write_shard
+from daer.data.synth.generator import SYNTH_GENERATOR
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.utils.atomic import atomic_open, write_json
 from daer.utils.hashing import sha256_file
@@ -247,7 +248,7 @@ def build_synth(
         "synth",
         entries,
         created=state["created"],
-        generator="align3d-synth",
+        generator=SYNTH_GENERATOR,
         generator_version=settings["generator_version"],
         seed=seed,
         n_points=n_points,

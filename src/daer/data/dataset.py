@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from daer.data.sampling import fixed_subset
 from daer.data.shards import MANIFEST, iter_records, load_point_attrs, load_points, read_manifest
+from daer.data.synth.part_drop import PartDrop
 from daer.errors import BadInputError
 from daer.utils.atomic import atomic_path
 from daer.utils.hashing import sha256_file
@@ -194,6 +195,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         point_attrs: (M, N) part labels (``point_attrs`` bit masks, zeros where a shape has none), served
             with every batch for the grounding loss; None serves none.
         attributes: each shape's attribute values (required with ``point_attrs``).
+        part_drop: serve some shapes with one labelled part removed and a caption of what is left (needs
+            ``point_attrs``; the groups of such a view are computed when it is served).
     """
 
     def __init__(
@@ -213,6 +216,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         groups_chunk: int = 256,
         point_attrs: np.ndarray | None = None,
         attributes: Sequence[dict[str, str]] | None = None,
+        part_drop: PartDrop | None = None,
     ) -> None:
         points = np.asarray(points)
         if points.ndim != 3 or points.shape[2] != 3:
@@ -238,6 +242,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
                     f"point_attrs must be (M, N) = {points.shape[:2]} with one attributes dict per shape, "
                     f"got {point_attrs.shape} and {None if attributes is None else len(attributes)}"
                 )
+        if part_drop is not None and point_attrs is None:
+            raise BadInputError("part drop needs part labels (point_attrs) and attribute values")
         subset = fixed_subset(n_all, n_points)
         if subset is not None:
             points = points[:, subset]
@@ -251,6 +257,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.point_attrs = np.ascontiguousarray(point_attrs, dtype=np.int32) if point_attrs is not None else None
         self.attributes = [dict(a) for a in attributes] if point_attrs is not None and attributes is not None else None
+        self.part_drop = part_drop
+        self.groups_fn = groups_fn
         self.groups = None
         if groups_fn is not None:
             self.groups = self._load_or_compute_groups(groups_fn, groups_key, cache_dir, cache_tag, groups_chunk)
@@ -322,44 +330,75 @@ class ShapeTextDataset(torch.utils.data.Dataset):
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, index])
 
-    def _item(self, key: Key) -> tuple[int, np.ndarray, str]:
+    def _item(self, key: Key) -> _Item:
         epoch, index = (0, key) if isinstance(key, (int, np.integer)) else key
-        index = int(index)
+        epoch, index = int(epoch), int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"shape index {index} out of range 0..{len(self) - 1}")
-        rng = self._rng(int(epoch), index)
+        rng = self._rng(epoch, index)
         caps = self.captions[index]
-        caption = caps[int(rng.integers(len(caps)))]
-        pts = self.points[index]
+        item = _Item(index, self.points[index], caps[int(rng.integers(len(caps)))])
+        if self.point_attrs is not None and self.attributes is not None:
+            item.labels, item.attributes = self.point_attrs[index], self.attributes[index]
+            if self.part_drop is not None:
+                drop_rng = np.random.default_rng([self.seed, epoch, index, 0xD809])  # augmentation stream unchanged
+                view = self.part_drop.apply(item.points, item.labels, self.categories[index], item.attributes, drop_rng)
+                if view is not None:
+                    item = _Item(index, view.points, view.caption, view.labels, view.attributes, dropped=True)
         if self.augment is not None:
-            pts = self.augment.apply(pts, rng)
-        return index, pts, caption
+            item.points = self.augment.apply(item.points, rng)
+        return item
+
+    def _groups(self, items: Sequence[_Item]) -> Any:
+        """The batch's groups: cached rows, recomputed for part-dropped views."""
+        if self.groups is None:
+            return None
+        groups = _take(self.groups, torch.tensor([it.index for it in items], dtype=torch.long))
+        rows = [r for r, it in enumerate(items) if it.dropped]
+        if not rows or self.groups_fn is None:
+            return groups
+        fresh = _flatten(self.groups_fn(torch.from_numpy(np.stack([items[r].points for r in rows]))))
+        at = torch.tensor(rows, dtype=torch.long)
+        flat = {k: t.index_copy(0, at, fresh[k].to(t.dtype)) for k, t in _flatten(groups).items()}
+        return _unflatten(groups, flat)
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups``, ``point_attrs`` (N,)
         and ``attributes`` (each None when not served)."""
-        index, pts, caption = self._item(key)
-        groups = _take(self.groups, index) if self.groups is not None else None
+        item = self._item(key)
+        groups = self._groups([item])
         return {
-            "index": index,
-            "points": torch.from_numpy(np.array(pts)),
-            "caption": caption,
-            "category": self.categories[index],
-            "groups": groups,
-            "point_attrs": torch.from_numpy(self.point_attrs[index]) if self.point_attrs is not None else None,
-            "attributes": self.attributes[index] if self.attributes is not None else None,
+            "index": item.index,
+            "points": torch.from_numpy(np.array(item.points)),
+            "caption": item.caption,
+            "category": self.categories[item.index],
+            "groups": _take(groups, 0) if groups is not None else None,
+            "point_attrs": torch.from_numpy(np.array(item.labels)) if item.labels is not None else None,
+            "attributes": item.attributes,
         }
 
     def __getitems__(self, keys: Sequence[Key]) -> Batch:
         """A whole batch at once (the DataLoader calls this instead of ``__getitem__`` per key)."""
         items = [self._item(k) for k in keys]
-        idx = torch.tensor([i for i, _, _ in items], dtype=torch.long)
-        pts = torch.from_numpy(np.stack([p for _, p, _ in items]))  # (B, N, 3)
-        groups = _take(self.groups, idx) if self.groups is not None else None
-        rows = idx.tolist()
-        labels = torch.from_numpy(self.point_attrs[rows]) if self.point_attrs is not None else None
-        attrs = [self.attributes[i] for i in rows] if self.attributes is not None else None
-        return Batch(idx, pts, [c for _, _, c in items], [self.categories[i] for i in rows], groups, labels, attrs)
+        idx = torch.tensor([it.index for it in items], dtype=torch.long)
+        pts = torch.from_numpy(np.stack([it.points for it in items]))  # (B, N, 3)
+        labelled = self.point_attrs is not None
+        labels = torch.from_numpy(np.stack([it.labels for it in items])) if labelled else None
+        attrs = [it.attributes for it in items] if labelled else None
+        categories = [self.categories[it.index] for it in items]
+        return Batch(idx, pts, [it.caption for it in items], categories, self._groups(items), labels, attrs)
+
+
+@dataclass
+class _Item:
+    """One served shape before collation (labels and attributes None when the data set serves none)."""
+
+    index: int
+    points: np.ndarray
+    caption: str
+    labels: np.ndarray | None = None
+    attributes: dict[str, str] | None = None
+    dropped: bool = False
 
 
 def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:

@@ -269,7 +269,12 @@ def _verify_shard(data_dir: Path, entry: dict[str, Any]) -> None:
         raise IntegrityError(f"{path}: shard is damaged (sha256 differs from the manifest)")
 
 
-def _read_shard(data_dir: Path, entry: dict[str, Any], columns: list[str], verify: bool) -> pa.Table:
+def read_shard(data_dir: Path, entry: dict[str, Any], columns: list[str], verify: bool = False) -> pa.Table:
+    """One shard's columns (optional columns it lacks are left out), its row count checked against ``entry``.
+
+    Raises:
+        IntegrityError: the shard is missing, unreadable, damaged (with ``verify``) or of the wrong length.
+    """
     if verify:
         _verify_shard(data_dir, entry)
     path = data_dir / entry["file"]
@@ -296,7 +301,7 @@ def _shards_for(manifest: dict[str, Any], split: str | None) -> list[dict[str, A
     return [e for e in manifest["shards"] if e.get("splits", {}).get(split, 1) > 0]
 
 
-def _float_block(column: pa.ChunkedArray, n_points: int) -> np.ndarray:
+def float_block(column: pa.ChunkedArray, n_points: int) -> np.ndarray:
     """Fixed-size-list column -> writable (R, N, 3) float32 (null rows become NaN)."""
     arr = column.combine_chunks()
     rows, width = len(arr), n_points * 3
@@ -334,18 +339,18 @@ def iter_records(
         raise BadInputError(f"unknown column(s) {', '.join(unknown)}; shards hold {', '.join(COLUMNS)}")
     n_points = int(manifest["n_points"])
     for entry in _shards_for(manifest, split):
-        table = _read_shard(data_dir, entry, wanted, verify)
+        table = read_shard(data_dir, entry, wanted, verify)
         if split is not None:
             table = table.filter(pc.equal(table["split"], split))
         if table.num_rows == 0:
             continue
         cols = {name: table[name] for name in wanted if name in table.column_names}
-        pts = _float_block(cols["points"], n_points) if "points" in cols else None
+        pts = float_block(cols["points"], n_points) if "points" in cols else None
         labels, labelled = _label_block(cols.get("point_attrs"), n_points)
         nrm = None
         if "normals" in cols and cols["normals"].null_count < table.num_rows:
             nrm_null = np.asarray(cols["normals"].is_null())
-            nrm = _float_block(cols["normals"], n_points)
+            nrm = float_block(cols["normals"], n_points)
         py = {name: cols[name].to_pylist() for name in cols if name not in ("points", "normals", "point_attrs")}
         empty = np.zeros((0, 3), dtype=np.float32)
         for i in range(table.num_rows):
@@ -399,7 +404,7 @@ def load_points(data_dir: str | os.PathLike[str], split: str | None = None) -> t
     for start, table in _split_tables(data_dir, manifest, split, "points"):
         rows = table.num_rows
         if rows:
-            out[start : start + rows] = _float_block(table["points"], n_points)
+            out[start : start + rows] = float_block(table["points"], n_points)
             ids.extend(table["id"].to_pylist())
     return ids, out
 
@@ -416,7 +421,7 @@ def _split_tables(
     total = _split_count(manifest, split)
     done = 0
     for entry in _shards_for(manifest, split):
-        table = _read_shard(data_dir, entry, ["id", "split", column], verify=False)
+        table = read_shard(data_dir, entry, ["id", "split", column], verify=False)
         if split is not None:
             table = table.filter(pc.equal(table["split"], split))
         if done + table.num_rows > total:

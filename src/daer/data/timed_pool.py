@@ -46,9 +46,13 @@ def _limit_memory(extra_bytes: int) -> None:
         pass
 
 
-def _worker_main(conn: Connection, fn: Callable[..., Any], fn_args: tuple, memory_limit: int | None = None) -> None:
+def _worker_main(
+    conn: Connection, fn: Callable[..., Any], fn_args: tuple, memory_limit: int | None = None, niceness: int = 0
+) -> None:
     """Worker loop: run ``fn(*fn_args, *task)`` for each task received; bad input comes back as TaskFailed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills its workers
+    if niceness > 0 and hasattr(os, "nice"):
+        os.nice(niceness)
     logging.disable(logging.CRITICAL)  # trimesh's complaints about hostile files; the reason is sent back
     if memory_limit is not None:
         _limit_memory(memory_limit)
@@ -101,6 +105,7 @@ class TimedPool:
         start_method: multiprocessing start method (default "fork" where available: no re-imports).
         memory_limit: bytes of address space each worker may add to what it starts with (Linux
             RLIMIT_AS); a task over it fails with "too-large" (a MemoryError) or "crashed".
+        niceness: added to the workers' nice value (POSIX), so that their tasks yield the CPU to the parent.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class TimedPool:
         timeout: float | None = 30.0,
         start_method: str | None = None,
         memory_limit: int | None = None,
+        niceness: int = 0,
     ) -> None:
         if workers < 1:
             raise BadInputError(f"workers must be >= 1, got {workers}")
@@ -119,7 +125,7 @@ class TimedPool:
         methods = mp.get_all_start_methods()
         self._ctx = mp.get_context(start_method or ("fork" if "fork" in methods else "spawn"))
         self._fn, self._fn_args = fn, fn_args
-        self.workers, self.timeout, self.memory_limit = workers, timeout, memory_limit
+        self.workers, self.timeout, self.memory_limit, self.niceness = workers, timeout, memory_limit, niceness
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
         self._lock = threading.Lock()  # guards _idle and _running for run() from several threads
@@ -128,7 +134,7 @@ class TimedPool:
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._fn, self._fn_args, self.memory_limit), daemon=True
+            target=_worker_main, args=(child, self._fn, self._fn_args, self.memory_limit, self.niceness), daemon=True
         )
         proc.start()
         child.close()

@@ -48,12 +48,12 @@ from tqdm import tqdm
 from daer.data.record import SPLITS
 from daer.data.sampling import fixed_subset
 from daer.data.shards import iter_records, read_manifest
-from daer.data.synth.captions import SpecQuery, class_prompts, n_templates, render_caption, spec_queries
-from daer.data.synth.generator import caption_draws, parse_shape_id
-from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY
+from daer.data.synth.captions import SpecQuery, class_prompts, spec_queries
+from daer.data.synth.taxonomy import CATEGORIES
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.grounding import DEFAULT_SHAPES, grounding_score
+from daer.eval.synth_probes import attribute_scores, is_synth
 
 EVAL_KEYS: tuple[str, ...] = (
     "t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10",
@@ -67,7 +67,6 @@ GENERIC_PROMPTS: tuple[str, ...] = (
     "a cad model of a {name}",
     "a 3d scan of a {name}",
 )
-SYNTH_GENERATOR = "align3d-synth"
 
 
 class Scorer(Protocol):
@@ -210,11 +209,6 @@ def _point_batches(
         raise BadInputError(f"{data_dir}: split {split!r} lost shapes while reading")
 
 
-def is_synth(manifest: dict[str, Any], categories: Sequence[str]) -> bool:
-    """Whether shapes of these categories are Align3D-Synth shapes (synth probes and prompts apply)."""
-    return manifest.get("generator") == SYNTH_GENERATOR and all(c in TAXONOMY for c in categories)
-
-
 def _captions_name_instances(meta: _Meta) -> bool:
     """False when captions only name the class: each category's shapes share one caption, and some caption is
     shared (ModelNet40 / ScanObjectNN imports, "a chair")."""
@@ -246,29 +240,6 @@ def _zeroshot_classes(synth: bool, manifest: dict[str, Any]) -> tuple[list[str],
     """Class names and each class's prompts."""
     names = list(CATEGORIES) if synth else sorted(c for c in manifest.get("categories", {}) if c)
     return names, zeroshot_prompts(names, synth)
-
-
-def attribute_texts(sid: str, cat: str, attrs: dict[str, str], caption: str, dseed: int, pos: int) -> list[list[str]]:
-    """[[true caption], [same caption with attribute a at each other value] for each attribute a].
-
-    The template and variant are those of the stored first caption (``caption_draws``); a shape whose id or
-    caption does not reproduce gets a held-out template and variant drawn from its position.
-    """
-    parsed = parse_shape_id(sid)
-    draw = caption_draws(parsed[1], parsed[0], 1)[0] if parsed else None
-    if draw is not None and draw.text == caption and draw.attributes == attrs:
-        template, group, variant = draw.template, draw.group, draw.variant
-    else:
-        rng = np.random.default_rng([dseed, pos, 0xA77])
-        template, group, variant = int(rng.integers(n_templates("heldout"))), "heldout", int(rng.integers(1 << 16))
-    try:
-        out = [[render_caption(cat, attrs, template, group, variant)]]
-        for name, values in TAXONOMY[cat].items():
-            swaps = [v for v in values if v != attrs[name]]
-            out.append([render_caption(cat, {**attrs, name: v}, template, group, variant) for v in swaps])
-    except (BadInputError, KeyError) as e:
-        raise BadInputError(f"shape {sid!r}: cannot render attribute captions ({e})") from e
-    return out
 
 
 def _column(scores: Tensor) -> np.ndarray:
@@ -400,7 +371,9 @@ def _run(
             for k in range(len(classes)):
                 zs[start : start + len(g), k] = s[bounds[k] : bounds[k + 1]].mean(axis=0)
         if synth:
-            _attribute_batch(model, feats, meta, start, dseed, attr_true, attr_other)
+            rows = slice(start, start + len(g))
+            shapes = zip(meta.ids[rows], meta.categories[rows], meta.attributes[rows], meta.captions[rows], strict=True)
+            attribute_scores(model, feats, list(shapes), dseed, start, attr_true, attr_other)
         bar.update(len(g))
     bar.close()
     assert shape_global is not None
@@ -441,28 +414,6 @@ def _run(
         p = M.precision_at_k(ranked, n_rel, (1, 10))
         out["spec_p1"], out["spec_p10"] = p[1], p[10]
     return out
-
-
-def _attribute_batch(
-    model: Scorer, feats: Any, meta: _Meta, start: int, dseed: int, true: list[float], other: list[list[float]]
-) -> None:
-    """Score each shape of a batch against its true caption and every one-value swap of it."""
-    groups = [
-        attribute_texts(meta.ids[j], meta.categories[j], meta.attributes[j], meta.captions[j], dseed, j)
-        for j in range(start, start + len(feats))
-    ]
-    flat = [t for g in groups for part in g for t in part]
-    tf = model.encode_text(flat)
-    at = 0
-    for b, g in enumerate(groups):
-        size = sum(len(part) for part in g)
-        s = _column(model.score(tf.select(slice(at, at + size)), feats.select(slice(b, b + 1))))  # (size,)
-        at += size
-        pos = 1
-        for part in g[1:]:
-            true.append(float(s[0]))
-            other.append([float(v) for v in s[pos : pos + len(part)]])
-            pos += len(part)
 
 
 def _rescore(

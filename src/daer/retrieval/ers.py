@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 
 from daer.errors import BadInputError, IntegrityError
+from daer.retrieval.rerank import rerank_top
 from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
 from daer.retrieval.tree import Tree, build_tree, descend, node_vectors, refit
 
@@ -343,20 +344,8 @@ class ERSIndex:
         self, scores: np.ndarray, rows: np.ndarray, reranker: Reranker, depth: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Re-order each query's top ``depth`` rows by the reranker's score; the rest keep their order."""
-        scores, rows = scores.copy(), rows.copy()
-        for i in range(len(rows)):
-            r = rows[i, :depth]
-            valid = r >= 0
-            if not valid.any():
-                continue
-            fine = np.asarray(reranker(i, self.ids[r[valid]]), dtype=np.float32).reshape(-1)
-            if fine.shape != (int(valid.sum()),):
-                raise BadInputError(f"ERS rerank: reranker returned {fine.shape}, expected ({int(valid.sum())},)")
-            order = np.argsort(-fine, kind="stable")
-            m = len(order)
-            rows[i, :m] = r[valid][order]
-            scores[i, :m] = fine[order]
-        return scores, rows
+        out = [rerank_top(scores[i], rows[i], lambda r, i=i: reranker(i, self.ids[r]), depth) for i in range(len(rows))]
+        return np.stack([s for s, _ in out]), np.stack([r for _, r in out])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], model_hash: str | None = None) -> None:

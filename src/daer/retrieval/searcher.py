@@ -24,6 +24,7 @@ from daer.models.model import DaerModel, load_model
 from daer.models.point_encoder import PointFeatures
 from daer.retrieval.ers import ERSIndex
 from daer.retrieval.indexer import META_FILE, METHODS, model_hash
+from daer.retrieval.rerank import rerank_top
 from daer.retrieval.store import IndexFolder, open_index_dir
 
 
@@ -169,13 +170,7 @@ class Searcher:
             scores, rows = scores[0], rows[0]
         else:
             scores, rows = self.index.search(q, k=c, **params)
-            scores, rows = scores[0], rows[0]
-            if depth:
-                top = rows[:depth][rows[:depth] >= 0]
-                fine = reranker(0, top)
-                order = np.argsort(-fine, kind="stable")
-                rows = np.concatenate([top[order], rows[len(top) :]])
-                scores = np.concatenate([fine[order], scores[len(top) :]])
+            scores, rows = rerank_top(scores[0], rows[0], lambda r: reranker(0, r), depth)
             scores, rows = scores[:k], rows[:k]
         ok = rows >= 0
         return rows[ok], scores[ok]

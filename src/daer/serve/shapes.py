@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from daer.data.shards import read_manifest
+from daer.data.shards import float_block, read_manifest, read_shard
 from daer.errors import IntegrityError
 
 _META_COLUMNS = ["id", "category", "attributes", "captions", "split"]
@@ -46,7 +45,6 @@ class ShapeStore:
         self.n_points = int(self.manifest["n_points"])
         self.categories: list[str] = sorted(self.manifest.get("categories") or {})
         self._files = [self.data_dir / e["file"] for e in self.manifest["shards"]]
-        self._rows = [int(e["rows"]) for e in self.manifest["shards"]]
         self._where: dict[str, tuple[int, int]] = {}
         for s in range(len(self._files)):
             table = self._read(s, ["id", "split"])
@@ -70,16 +68,7 @@ class ShapeStore:
         return list(self._where)
 
     def _read(self, s: int, columns: list[str]) -> pa.Table:
-        path = self._files[s]
-        try:
-            table = pq.read_table(path, columns=columns)
-        except FileNotFoundError as e:
-            raise IntegrityError(f"{path}: shard listed in the manifest is missing") from e
-        except (pa.ArrowException, OSError) as e:
-            raise IntegrityError(f"{path}: unreadable shard ({e})") from e
-        if table.num_rows != self._rows[s]:
-            raise IntegrityError(f"{path}: holds {table.num_rows} rows, manifest says {self._rows[s]}")
-        return table
+        return read_shard(self.data_dir, self.manifest["shards"][s], columns)
 
     def _cached(self, s: int) -> _Shard | None:
         with self._lock:
@@ -110,11 +99,10 @@ class ShapeStore:
 
     def _decode(self, s: int) -> _Shard:
         table = self._read(s, [*_META_COLUMNS, "points"])
-        flat = table["points"].combine_chunks().flatten()
-        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
-        if values.size != table.num_rows * self.n_points * 3:
-            raise IntegrityError(f"{self._files[s]}: points column does not hold {self.n_points} points per row")
-        points = values.reshape(table.num_rows, self.n_points, 3)
+        try:
+            points = float_block(table["points"], self.n_points)
+        except (ValueError, pa.ArrowException) as e:
+            raise IntegrityError(f"{self._files[s]}: points column does not hold {self.n_points} points per row") from e
         return _Shard({c: table[c].to_pylist() for c in _META_COLUMNS}, points)
 
     def info(self, shape_id: str) -> dict[str, Any] | None:

@@ -26,6 +26,9 @@ from daer.serve.security import RequestRefused, content_problem
 
 log = logging.getLogger("daer.serve")
 
+# Readers run at a lower CPU priority: on a machine with few cores a burst of large uploads would otherwise
+# take the cores from the searches the server answers meanwhile (benchmarks/RESULTS.md, hostile uploads).
+READER_NICENESS = 10
 # A classify request samples a couple of thousand points: a million triangles is far more than enough.
 SERVICE_LIMITS = MeshLimits(max_vertices=2_000_000, max_triangles=1_000_000, max_face_corners=256)
 _STATUS = {"too-large": 413, "unsupported": 415}
@@ -58,7 +61,12 @@ class UploadReader:
             mp.get_context(start).set_forkserver_preload(["daer.serve.uploads"])
         self.timeout, self.limits = timeout, limits
         self.pool = TimedPool(
-            read_upload, workers=workers, timeout=timeout, start_method=start, memory_limit=memory_mb << 20
+            read_upload,
+            workers=workers,
+            timeout=timeout,
+            start_method=start,
+            memory_limit=memory_mb << 20,
+            niceness=READER_NICENESS,
         )
 
     def read(self, path: Path, ext: str, n_points: int, max_bytes: int) -> np.ndarray:

@@ -36,7 +36,8 @@ def validation_batch(
 ) -> ValidationBatch:
     """Draw up to ``size`` shapes of a split (one caption each) and zero-shot prompts for its categories."""
     from daer.data.shards import iter_records, read_manifest
-    from daer.eval.evaluate import is_synth, zeroshot_prompts
+    from daer.eval.evaluate import zeroshot_prompts
+    from daer.eval.synth_probes import is_synth
 
     records = list(iter_records(data_dir, split=split))
     if not records:
@@ -57,7 +58,7 @@ def validation_batch(
 def _add_attribute_sets(batch: ValidationBatch, records: list) -> None:
     """Fill the batch's attribute-swap sets from each Align3D-Synth shape's first caption (others get none)."""
     from daer.data.synth.taxonomy import TAXONOMY
-    from daer.eval.evaluate import attribute_texts
+    from daer.eval.synth_probes import attribute_texts
 
     caps: list[str] = []
     owner: list[int] = []

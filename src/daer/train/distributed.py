@@ -114,6 +114,14 @@ def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
     """Average the gradients of ``params`` over ranks with one flat all-reduce.
 
     A parameter without a gradient counts as zero, so every rank sends the same buffer layout.
+
+    Why not DistributedDataParallel: its reducer is armed by the wrapper's ``forward``, and a training step
+    here is no single forward: it calls ``encode_text`` (twice with swap negatives), ``encode_points``, the
+    HAF pair scores and attention of the loss terms, each a different entry point, and which parameters get
+    gradients changes with the step (a batch without swap captions or part labels leaves terms out). DDP would
+    need the step rewritten as one ``forward`` plus ``find_unused_parameters=True`` (a graph walk per step);
+    one flat all-reduce after ``backward`` is the same arithmetic without either. The reason is structural,
+    not a measured speed difference: DDP's overlap of communication with backward is what it would add.
     """
     if not _active() or not params:
         return

@@ -46,6 +46,8 @@ class TrainConfig:
     ground_weight: float = 0.5  # grounding loss on part-labelled shapes (haf mode; 0: off); 0.3 and 1 screened
     part_weight: float = 0.0  # part read-out loss: a named word matches its labelled part's local values (haf)
     part_swap_weight: float = 0.0  # the swap choice made by the named part's local values alone (haf, swaps on)
+    part_drop: float = 0.0  # chance a training shape loses one labelled part, captioned by what is left (Synth)
+    part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -97,6 +99,8 @@ class TrainConfig:
             raise BadInputError(
                 "weight_decay, grad_clip, fine_weight, swap_negatives and the ground/part weights must be >= 0"
             )
+        if not 0.0 <= self.part_drop <= 1.0:
+            raise BadInputError(f"part_drop must be in [0, 1], got {self.part_drop}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

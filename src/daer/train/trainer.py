@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,9 +26,10 @@ from tqdm import tqdm
 from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDataset, collate
 from daer.data.shards import read_manifest
 from daer.data.synth.generator import attribute_mask
+from daer.data.synth.part_drop import PartDrop
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
-from daer.models.pointops import normalize_batch
+from daer.models.pointops import normalize_batch, precompute_groups
 from daer.train import checkpoint as ckpt
 from daer.train.batching import CategoryBatchSampler
 from daer.train.distributed import (
@@ -94,8 +96,7 @@ class Trainer:
 
         self.dataset = self._build_dataset()
         self.token_masks: TokenAttributeMasks | None = None
-        part_labels = cfg.ground_weight > 0 or cfg.part_weight > 0 or cfg.part_swap_weight > 0
-        if part_labels and self.model.haf is not None and self.dataset.point_attrs is not None:
+        if self._part_losses() and self.model.haf is not None and self.dataset.point_attrs is not None:
             self.token_masks = TokenAttributeMasks(self.model.config.text_content_words)
         self.swaps: SwapNegatives | None = None
         if cfg.swap_negatives > 0:
@@ -165,18 +166,23 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed % 2**32)
 
+    def _part_losses(self) -> bool:
+        """Whether a loss reads part labels (grounding, part read-out, part swap)."""
+        return max(self.cfg.ground_weight, self.cfg.part_weight, self.cfg.part_swap_weight) > 0
+
     def _build_dataset(self) -> ShapeTextDataset:
         mc = self.model.config
         kwargs = {
             "seed": self.cfg.seed,
             "n_points": mc.n_points,
             "augment": Augment() if self.cfg.augment else None,
-            "groups_fn": self.model.precompute_groups,
+            "groups_fn": partial(precompute_groups, level_sizes=mc.level_sizes, level_k=mc.level_k),  # picklable
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
             "cache_dir": self.run_dir / "cache",
-            "labels": max(self.cfg.ground_weight, self.cfg.part_weight, self.cfg.part_swap_weight) > 0
-            and self.cfg.mode == "haf",
+            "labels": self.cfg.part_drop > 0 or (self._part_losses() and self.cfg.mode == "haf"),
         }
+        if self.cfg.part_drop > 0:
+            kwargs["part_drop"] = PartDrop(self.cfg.part_drop, absent=self.cfg.part_drop_absent)
         # Rank 0 computes the point groups and writes the cache; the others then read it.
         if self.dist.is_main:
             ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)

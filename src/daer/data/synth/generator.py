@@ -32,6 +32,7 @@ from daer.data.synth.splits import split_of
 from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY, combinations
 from daer.errors import BadInputError
 
+SYNTH_GENERATOR = "align3d-synth"  # the manifest's ``generator`` of an Align3D-Synth data set
 _GEOMETRY, _SAMPLING, _CAPTIONS, _AUGMENT = 0, 1, 2, 3
 
 

@@ -1,0 +1,94 @@
+"""Part drop: a training view of a part-labelled shape with one part removed, captioned with what is left.
+
+Where two attributes always change together in the training combinations (a conical crown only
+ever on a short trunk), the caption "a tree with a conical crown" can be matched by looking at the
+trunk, and an unseen combination then fails. Removing one labelled part breaks that: the view
+without the trunk is captioned by the crown alone, so the crown words have to be read from the
+crown. The removed points are replaced by repeats of the remaining ones (the jitter of
+:class:`~daer.data.dataset.Augment` separates them), so the cloud keeps its size.
+
+An attribute whose part was removed is left out of the caption; with ``absent``, an attribute whose
+every point was removed and that has an "absent" value ("no" armrests, "0" handles) is captioned with
+that value instead, which is what the view then shows (and may be a combination the training split
+holds out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from daer.data.synth.captions import n_templates, render_caption
+from daer.data.synth.taxonomy import TAXONOMY
+from daer.errors import BadInputError
+
+ABSENT_VALUES: tuple[str, ...] = ("no", "0")
+
+
+@dataclass(frozen=True)
+class DroppedView:
+    """A shape with one part removed: points (N, 3), labels (N,), the attribute values it still shows, a caption."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    attributes: dict[str, str]
+    caption: str
+
+
+@dataclass(frozen=True)
+class PartDrop:
+    """Training augmentation over Align3D-Synth part labels (see the module docstring).
+
+    Attributes:
+        p: chance that a shape is served with one part removed.
+        max_cover: only parts covering at most this share of the points are removed (a tree keeps its crown).
+        absent: caption a wholly removed part with its attribute's absent value, where it has one.
+    """
+
+    p: float = 0.25
+    max_cover: float = 0.75
+    absent: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise BadInputError(f"part drop chance must be in [0, 1], got {self.p}")
+        if not 0.0 < self.max_cover < 1.0:
+            raise BadInputError(f"part drop max_cover must be in (0, 1), got {self.max_cover}")
+
+    def apply(
+        self,
+        points: np.ndarray,
+        labels: np.ndarray,
+        category: str,
+        attributes: dict[str, str],
+        rng: np.random.Generator,
+    ) -> DroppedView | None:
+        """The view with one part removed, or None (not drawn, not a synth category, or no part to remove)."""
+        names = list(TAXONOMY.get(category, ()))
+        if not names or rng.random() >= self.p:
+            return None
+        labels = np.asarray(labels).astype(np.int64, copy=False)
+        cover = [float(((labels >> b) & 1).mean()) for b in range(len(names))]
+        candidates = [b for b, c in enumerate(cover) if 0.0 < c <= self.max_cover]
+        if not candidates:
+            return None
+        bit = candidates[int(rng.integers(len(candidates)))]
+        drop = ((labels >> bit) & 1).astype(bool)
+        gone = int(np.bitwise_or.reduce(labels[drop]))
+        left = int(np.bitwise_or.reduce(labels[~drop]))
+        shown: dict[str, str] = {}
+        for b, name in enumerate(names):
+            if name not in attributes:
+                continue
+            if not (gone >> b) & 1:
+                shown[name] = attributes[name]
+            elif self.absent and not (left >> b) & 1:
+                absent = [v for v in TAXONOMY[category][name] if v in ABSENT_VALUES]
+                if absent:
+                    shown[name] = absent[0]
+        keep = np.flatnonzero(~drop)
+        rows = np.concatenate([keep, rng.choice(keep, size=len(labels) - len(keep), replace=True)])
+        template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
+        caption = render_caption(category, shown, template, "train", variant)
+        return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption)

@@ -26,6 +26,8 @@ LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":fal
 CONTEXT = '{"point_context":true}'
 
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
+# Every row runs without part drop, and part drop of any part, unless its own arguments say otherwise.
+BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
 
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -41,7 +43,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                ["--modes", "haf", "--set", "ground_weight=1.0", "--set", "ground_swaps=false"]),
     "ground_0.3": ("new_local + grounding loss (weight 0.3)",
                    ["--modes", "haf", "--set", "ground_weight=0.3", "--set", "ground_swaps=false"]),
-    "ground_0.5": ("new_local + grounding loss (weight 0.5), true captions only: the default",
+    "ground_0.5": ("new_local + grounding loss (weight 0.5), true captions only: the default before part drop",
                    ["--modes", "haf", "--set", "ground_swaps=false"]),
     "ground_swaps": ("ground_0.5 + the words of attribute-swap captions grounded too (did not hold at 15 min)",
                      ["--modes", "haf", "--set", "ground_swaps=true"]),
@@ -61,13 +63,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                     ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=1.0"]),
     "part_swap_3": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 3)",
                     ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=3.0"]),
-    "drop_0.25": ("ground_0.5 + part drop: a quarter of the shapes lose one labelled part, captioned by what is left",
+    "drop_0.25": ("ground_0.5 + part drop: a quarter of the shapes lose one labelled part, captioned by what is "
+                  "left",
                   ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.25"]),
     "drop_0.5": ("ground_0.5 + part drop on half of the shapes",
                  ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.5"]),
     "drop_absent_0.25": ("drop_0.25, a wholly removed part captioned by its absent value (\"no armrests\")",
                          ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.25",
                           "--set", "part_drop_absent=true"]),
+    "drop_optional_0.5": ("ground_0.5 + part drop of optional parts only (armrests, a chimney), captioned absent, "
+                          "on half of the shapes that have one: the default",
+                          ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.5",
+                           "--set", "part_drop_optional=true"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),
@@ -87,7 +94,8 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if not done:
         cmd = [sys.executable, "-m", "benchmarks.bench_train", "--data", str(args.data), "--n", str(args.n),
                "--minutes", str(args.minutes), "--no-diagnose", "--eval-max", str(args.eval_max), "--no-write",
-               "--runs-dir", str(folder), "--threads", "2", "--set", "dap=false", *VARIANTS[name][1]]  # fmt: skip
+               "--runs-dir", str(folder), "--threads", "2", "--set", "dap=false", *BEFORE_DROP,
+               *VARIANTS[name][1]]  # fmt: skip
         subprocess.run(cmd, check=True)
         done = sorted(folder.glob("*-haf.json")) + sorted(folder.glob("*-global.json"))
     result = json.loads(done[-1].read_text())

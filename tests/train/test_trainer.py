@@ -223,3 +223,20 @@ def test_dap_without_a_val_split_is_refused_before_any_step(tmp_path):
         train(cfg)
     assert not (tmp_path / "run" / "log.jsonl").exists()
     train(config(folder, tmp_path / "run2", mode="haf", dap=False, steps=2))  # the way out works
+
+
+def test_part_drop_needs_labels_and_old_runs_resume_without_it(data, tmp_path):
+    from daer.data.build import build_synth
+
+    synth = tmp_path / "synth"
+    build_synth(synth, 40, n_points=256, workers=1, shard_size=20, progress=False)
+    trainer = Trainer(config(synth, tmp_path / "run", steps=2, part_drop=1.0))
+    assert trainer.dataset.part_drop is not None and trainer.dataset.part_drop.p == 1.0
+    summary = trainer.fit()
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+    assert Trainer(config(data, tmp_path / "plain", steps=2)).dataset.part_drop is None  # no labels: off
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    for key in ("part_drop", "part_drop_absent"):
+        del saved[key]  # a run started before the option existed
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))
+    assert TrainConfig.load(tmp_path / "run").part_drop == 0.0

@@ -27,7 +27,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--swap-scope", "swap_scope", str, "which attribute swaps are negatives: train (default), stated or free"),
     ("--ground-weight", "ground_weight", float, "weight of the grounding loss on part-labelled shapes"),
     ("--part-weight", "part_weight", float, "weight of the part read-out loss on part-labelled shapes (default 0)"),
-    ("--part-drop", "part_drop", float, "chance a shape loses one labelled part, captioned by what is left (Synth)"),
+    ("--part-drop", "part_drop", float, "chance a shape loses an optional part, captioned absent (default 0.5)"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every N steps (default 200)"),
     ("--log-every", "log_every", int, "log every N steps (default 10)"),
     ("--seed", "seed", int, "seed of init, data order and augmentation (default 0)"),

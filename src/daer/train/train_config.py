@@ -19,6 +19,10 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
      "dap_sims", "dap_alpha", "device", "time_budget_s"}
 )  # fmt: skip
 
+# Fields added after runs existed, with the value that reproduces a run whose saved config lacks them
+# (a resumed old run must not switch on what it was not trained with).
+OFF_WHEN_ABSENT: dict[str, Any] = {"part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False}
+
 
 @dataclass
 class TrainConfig:
@@ -46,8 +50,9 @@ class TrainConfig:
     ground_weight: float = 0.5  # grounding loss on part-labelled shapes (haf mode; 0: off); 0.3 and 1 screened
     part_weight: float = 0.0  # part read-out loss: a named word matches its labelled part's local values (haf)
     part_swap_weight: float = 0.0  # the swap choice made by the named part's local values alone (haf, swaps on)
-    part_drop: float = 0.0  # chance a training shape loses one labelled part, captioned by what is left (Synth)
+    part_drop: float = 0.5  # chance a training shape loses one labelled part, captioned by what is left (Synth)
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
+    part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -127,7 +132,9 @@ class TrainConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise BadInputError(f"{path}: unreadable ({e})") from e
-        return cls.from_dict(data, **overrides)
+        if not isinstance(data, dict):
+            raise BadInputError(f"{path}: not a JSON object")
+        return cls.from_dict({**OFF_WHEN_ABSENT, **data}, **overrides)
 
     def resume_conflicts(self, saved: TrainConfig) -> list[str]:
         """Run-defining fields where this config differs from the run's saved one (``name: saved -> now``)."""

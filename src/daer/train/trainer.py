@@ -182,7 +182,12 @@ class Trainer:
             "labels": self.cfg.part_drop > 0 or (self._part_losses() and self.cfg.mode == "haf"),
         }
         if self.cfg.part_drop > 0:
-            kwargs["part_drop"] = PartDrop(self.cfg.part_drop, absent=self.cfg.part_drop_absent)
+            if read_manifest(self.cfg.data).get("point_attrs"):
+                kwargs["part_drop"] = PartDrop(
+                    self.cfg.part_drop, absent=self.cfg.part_drop_absent, optional_only=self.cfg.part_drop_optional
+                )
+            elif self.dist.is_main:
+                print(f"part drop is off: {self.cfg.data} has no part labels (it needs Align3D-Synth's point_attrs)")
         # Rank 0 computes the point groups and writes the cache; the others then read it.
         if self.dist.is_main:
             ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)

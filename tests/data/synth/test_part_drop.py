@@ -55,6 +55,20 @@ def test_view_removes_one_part_and_captions_what_is_left(absent):
     assert seen == {("legs", "leg_shape"), ("back",), ("armrests",)}
 
 
+def test_optional_only_removes_optional_parts_and_says_so():
+    points, labels = labelled("chair", CHAIR, seed=3)
+    for seed in range(20):
+        view = PartDrop(p=1.0, optional_only=True).apply(points, labels, "chair", CHAIR, np.random.default_rng(seed))
+        assert view is not None and _dropped_attribute(labels, view.labels, "chair") == ["armrests"]
+        assert view.attributes == {**CHAIR, "armrests": "no"}
+    tree = {"crown": "cone", "trunk": "short"}
+    points, labels = labelled("tree", tree, seed=1)
+    assert PartDrop(p=1.0, optional_only=True).apply(points, labels, "tree", tree, np.random.default_rng(0)) is None
+    no_arms = {**CHAIR, "armrests": "no"}
+    points, labels = labelled("chair", no_arms, seed=2)
+    assert PartDrop(p=1.0, optional_only=True).apply(points, labels, "chair", no_arms, np.random.default_rng(0)) is None
+
+
 def test_large_parts_stay_and_chance_is_respected():
     points, labels = labelled("tree", {"crown": "cone", "trunk": "short"}, seed=1)
     for seed in range(20):

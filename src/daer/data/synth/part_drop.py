@@ -11,6 +11,12 @@ An attribute whose part was removed is left out of the caption; with ``absent``,
 every point was removed and that has an "absent" value ("no" armrests, "0" handles) is captioned with
 that value instead, which is what the view then shows (and may be a combination the training split
 holds out).
+
+Removing a part that makes the object what it is (a chair's back or legs) leaves something that is no
+longer that object: trained on such views, the packaged-size model read "a chair with armrests" as a
+bench (benchmarks/RESULTS.md, "part drop"). With ``optional_only`` only optional parts are removed (every
+attribute they express has an absent value: armrests, a chimney, a bowl's foot) and the view is captioned
+with those values absent, so every view is a real shape of the category.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ class PartDrop:
         p: chance that a shape is served with one part removed.
         max_cover: only parts covering at most this share of the points are removed (a tree keeps its crown).
         absent: caption a wholly removed part with its attribute's absent value, where it has one.
+        optional_only: remove only optional parts, captioned absent (implies ``absent``).
     """
 
     p: float = 0.25
     max_cover: float = 0.75
     absent: bool = False
+    optional_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -71,19 +79,20 @@ class PartDrop:
         labels = np.asarray(labels).astype(np.int64, copy=False)
         cover = [float(((labels >> b) & 1).mean()) for b in range(len(names))]
         candidates = [b for b, c in enumerate(cover) if 0.0 < c <= self.max_cover]
+        if self.optional_only:
+            candidates = [b for b in candidates if self._optional(labels, b, category)]
         if not candidates:
             return None
         bit = candidates[int(rng.integers(len(candidates)))]
         drop = ((labels >> bit) & 1).astype(bool)
-        gone = int(np.bitwise_or.reduce(labels[drop]))
-        left = int(np.bitwise_or.reduce(labels[~drop]))
+        gone, left = _bits(labels[drop]), _bits(labels[~drop])
         shown: dict[str, str] = {}
         for b, name in enumerate(names):
             if name not in attributes:
                 continue
             if not (gone >> b) & 1:
                 shown[name] = attributes[name]
-            elif self.absent and not (left >> b) & 1:
+            elif (self.absent or self.optional_only) and not (left >> b) & 1:
                 absent = [v for v in TAXONOMY[category][name] if v in ABSENT_VALUES]
                 if absent:
                     shown[name] = absent[0]
@@ -92,3 +101,20 @@ class PartDrop:
         template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
         caption = render_caption(category, shown, template, "train", variant)
         return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption)
+
+    @staticmethod
+    def _optional(labels: np.ndarray, bit: int, category: str) -> bool:
+        """Whether removing the points with ``bit`` removes whole parts whose every attribute can be absent."""
+        drop = ((labels >> bit) & 1).astype(bool)
+        gone, left = _bits(labels[drop]), _bits(labels[~drop])
+        names = list(TAXONOMY[category])
+        return all(
+            not (left >> b) & 1 and any(v in ABSENT_VALUES for v in TAXONOMY[category][name])
+            for b, name in enumerate(names)
+            if (gone >> b) & 1
+        )
+
+
+def _bits(labels: np.ndarray) -> int:
+    """The union of a set of point labels (0 for none)."""
+    return int(np.bitwise_or.reduce(labels)) if len(labels) else 0

@@ -80,6 +80,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                          ["--modes", "global", "--set", "part_drop=0.25"]),
     "ground_0.5_seed1": ("ground_0.5, seed 1 (model init, data order, captions, augmentation)",
                          ["--modes", "haf", "--set", "ground_swaps=false", "--set", "seed=1"]),
+    "global_drop_optional_0.5": ("global + part drop of optional parts only, on half of the shapes that have one",
+                                 ["--modes", "global", "--set", "part_drop=0.5", "--set", "part_drop_optional=true"]),
     "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",
                     ["--modes", "global", "--set", "swap_scope=free"]),

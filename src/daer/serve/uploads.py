@@ -26,8 +26,10 @@ from daer.serve.security import RequestRefused, content_problem
 
 log = logging.getLogger("daer.serve")
 
-# Readers run at a lower CPU priority: on a machine with few cores a burst of large uploads would otherwise
-# take the cores from the searches the server answers meanwhile (benchmarks/RESULTS.md, hostile uploads).
+# Readers run at a lower CPU priority, so that parsing yields the cores to the searches answered meanwhile.
+# Measured (benchmarks/RESULTS.md, hostile uploads) it did not bring search p99 beside hostile uploads down
+# (3.5-4.6x alone, 3.8x before): the remaining cost is in the server process itself, where the multipart
+# parser reads each 20 MB body before a reader sees it.
 READER_NICENESS = 10
 # A classify request samples a couple of thousand points: a million triangles is far more than enough.
 SERVICE_LIMITS = MeshLimits(max_vertices=2_000_000, max_triangles=1_000_000, max_face_corners=256)

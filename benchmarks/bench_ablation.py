@@ -28,6 +28,7 @@ CONTEXT = '{"point_context":true}'
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
 # Every row runs without part drop, and part drop of any part, unless its own arguments say otherwise.
 BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
+HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
 
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -44,42 +45,40 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ground_0.3": ("new_local + grounding loss (weight 0.3)",
                    ["--modes", "haf", "--set", "ground_weight=0.3", "--set", "ground_swaps=false"]),
     "ground_0.5": ("new_local + grounding loss (weight 0.5), true captions only: the default before part drop",
-                   ["--modes", "haf", "--set", "ground_swaps=false"]),
+                   HAF),
     "ground_swaps": ("ground_0.5 + the words of attribute-swap captions grounded too (did not hold at 15 min)",
                      ["--modes", "haf", "--set", "ground_swaps=true"]),
     "ground_context": ("ground + HAF reads tokens in context (after the transformer)",
                        ["--modes", "haf", "--set", "ground_weight=1.0", "--set", "ground_swaps=false",
                         "--set", f"model_overrides={CONTEXT}"]),
     "swap_stated": ("ground_0.5 + swaps whose named attributes occur together in a train combination",
-                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "swap_scope=stated"]),
+                    [*HAF, "--set", "swap_scope=stated"]),
     "swap_free": ("ground_0.5 + every one-attribute swap as a negative (held-out combinations named in negatives)",
-                  ["--modes", "haf", "--set", "ground_swaps=false", "--set", "swap_scope=free"]),
+                  [*HAF, "--set", "swap_scope=free"]),
     "part_0.5": ("ground_0.5 + part read-out loss (weight 0.5): a named word matches its labelled part's local "
                  "values across the batch",
-                 ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_weight=0.5"]),
+                 [*HAF, "--set", "part_weight=0.5"]),
     "part_1": ("ground_0.5 + part read-out loss (weight 1)",
-               ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_weight=1.0"]),
+               [*HAF, "--set", "part_weight=1.0"]),
     "part_swap_1": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 1)",
-                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=1.0"]),
+                    [*HAF, "--set", "part_swap_weight=1.0"]),
     "part_swap_3": ("ground_0.5 + the swap choice made by the named part's local values alone (weight 3)",
-                    ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_swap_weight=3.0"]),
+                    [*HAF, "--set", "part_swap_weight=3.0"]),
     "drop_0.25": ("ground_0.5 + part drop: a quarter of the shapes lose one labelled part, captioned by what is "
                   "left",
-                  ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.25"]),
-    "drop_0.5": ("ground_0.5 + part drop on half of the shapes",
-                 ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.5"]),
+                  [*HAF, "--set", "part_drop=0.25"]),
     "drop_absent_0.25": ("drop_0.25, a wholly removed part captioned by its absent value (\"no armrests\")",
-                         ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.25",
+                         [*HAF, "--set", "part_drop=0.25",
                           "--set", "part_drop_absent=true"]),
     "drop_optional_0.5": ("ground_0.5 + part drop of optional parts only (armrests, a chimney), captioned absent, "
                           "on half of the shapes that have one: the default",
-                          ["--modes", "haf", "--set", "ground_swaps=false", "--set", "part_drop=0.5",
+                          [*HAF, "--set", "part_drop=0.5",
                            "--set", "part_drop_optional=true"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),
     "ground_0.5_seed1": ("ground_0.5, seed 1 (model init, data order, captions, augmentation)",
-                         ["--modes", "haf", "--set", "ground_swaps=false", "--set", "seed=1"]),
+                         [*HAF, "--set", "seed=1"]),
     "global_drop_optional_0.5": ("global + part drop of optional parts only, on half of the shapes that have one",
                                  ["--modes", "global", "--set", "part_drop=0.5", "--set", "part_drop_optional=true"]),
     "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),

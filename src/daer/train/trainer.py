@@ -82,7 +82,7 @@ class Trainer:
         self.warmup_seconds: float | None = None  # loop time when the warm-up ended (time-budget schedule)
         self.prefill_seconds = 0.0
         self.metrics: dict[str, float] = {}
-        read_manifest(cfg.data)  # a clear error for a missing or damaged data set, before any work
+        self.manifest = read_manifest(cfg.data)  # a clear error for a missing or damaged data set, before any work
         self.data_hash = manifest_hash(cfg.data)
 
         resume_from = self._check_run_folder()
@@ -182,7 +182,7 @@ class Trainer:
             "labels": self.cfg.part_drop > 0 or (self._part_losses() and self.cfg.mode == "haf"),
         }
         if self.cfg.part_drop > 0:
-            if read_manifest(self.cfg.data).get("point_attrs"):
+            if self.manifest.get("point_attrs"):
                 kwargs["part_drop"] = PartDrop(
                     self.cfg.part_drop, absent=self.cfg.part_drop_absent, optional_only=self.cfg.part_drop_optional
                 )

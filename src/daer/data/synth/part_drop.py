@@ -84,8 +84,7 @@ class PartDrop:
         if not candidates:
             return None
         bit = candidates[int(rng.integers(len(candidates)))]
-        drop = ((labels >> bit) & 1).astype(bool)
-        gone, left = _bits(labels[drop]), _bits(labels[~drop])
+        drop, gone, left = _remove(labels, bit)
         shown: dict[str, str] = {}
         for b, name in enumerate(names):
             if name not in attributes:
@@ -93,9 +92,9 @@ class PartDrop:
             if not (gone >> b) & 1:
                 shown[name] = attributes[name]
             elif (self.absent or self.optional_only) and not (left >> b) & 1:
-                absent = [v for v in TAXONOMY[category][name] if v in ABSENT_VALUES]
-                if absent:
-                    shown[name] = absent[0]
+                absent = _absent_value(category, name)
+                if absent is not None:
+                    shown[name] = absent
         keep = np.flatnonzero(~drop)
         rows = np.concatenate([keep, rng.choice(keep, size=len(labels) - len(keep), replace=True)])
         template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
@@ -105,14 +104,23 @@ class PartDrop:
     @staticmethod
     def _optional(labels: np.ndarray, bit: int, category: str) -> bool:
         """Whether removing the points with ``bit`` removes whole parts whose every attribute can be absent."""
-        drop = ((labels >> bit) & 1).astype(bool)
-        gone, left = _bits(labels[drop]), _bits(labels[~drop])
-        names = list(TAXONOMY[category])
+        _, gone, left = _remove(labels, bit)
         return all(
-            not (left >> b) & 1 and any(v in ABSENT_VALUES for v in TAXONOMY[category][name])
-            for b, name in enumerate(names)
+            not (left >> b) & 1 and _absent_value(category, name) is not None
+            for b, name in enumerate(TAXONOMY[category])
             if (gone >> b) & 1
         )
+
+
+def _remove(labels: np.ndarray, bit: int) -> tuple[np.ndarray, int, int]:
+    """(which points carry ``bit``, the union of their labels, the union of the other points' labels)."""
+    drop = ((labels >> bit) & 1).astype(bool)
+    return drop, _bits(labels[drop]), _bits(labels[~drop])
+
+
+def _absent_value(category: str, attribute: str) -> str | None:
+    """The attribute's value that says its part is not there ("no", "0"), or None where it has none."""
+    return next((v for v in TAXONOMY[category][attribute] if v in ABSENT_VALUES), None)
 
 
 def _bits(labels: np.ndarray) -> int:

@@ -28,7 +28,8 @@ CONTEXT = '{"point_context":true}'
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
 # Every row runs without part drop, and part drop of any part, unless its own arguments say otherwise.
 BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
-HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
+HAF = ["--modes", "haf", "--set", "ground_swaps=false"]
+DROP_WITHIN = ["--set", "part_drop=0.5", "--set", "part_drop_absent=true", "--set", "part_drop_within=true"]  # haf, the grounding loss on the true captions only
 
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -74,7 +75,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                           "on half of the shapes that have one: the default",
                           [*HAF, "--set", "part_drop=0.5",
                            "--set", "part_drop_optional=true"]),
+    "drop_within_0.5": ("ground_0.5 + part drop of any part on half of the shapes (an optional one captioned absent); "
+                        "a view that lost a part its category needs is contrasted only with its own category",
+                        [*HAF, *DROP_WITHIN]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
+    "global_drop_within_0.5": ("global + part drop of any part on half of the shapes, contrasted within the "
+                               "category when the view lost a part its category needs",
+                               ["--modes", "global", *DROP_WITHIN]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),
     "ground_0.5_seed1": ("ground_0.5, seed 1 (model init, data order, captions, augmentation)",

@@ -80,6 +80,8 @@ class Batch:
         point_attrs: (B, N) int32 part labels (``point_attrs`` bit masks, zeros where a shape has none), or
             None when the data set serves no labels.
         attributes: each shape's attribute values (with ``point_attrs``), else None.
+        defining: (B,) bool, True for a part-dropped view that lost a part its category needs (None without
+            part drop).
     """
 
     indices: torch.Tensor
@@ -89,6 +91,7 @@ class Batch:
     groups: Any = None
     point_attrs: torch.Tensor | None = None
     attributes: list[dict[str, str]] | None = None
+    defining: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -344,7 +347,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
                 drop_rng = np.random.default_rng([self.seed, epoch, index, 0xD809])  # augmentation stream unchanged
                 view = self.part_drop.apply(item.points, item.labels, self.categories[index], item.attributes, drop_rng)
                 if view is not None:
-                    item = _Item(index, view.points, view.caption, view.labels, view.attributes, dropped=True)
+                    item = _Item(index, view.points, view.caption, view.labels, view.attributes, True, view.defining)
         if self.augment is not None:
             item.points = self.augment.apply(item.points, rng)
         return item
@@ -363,8 +366,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         return _unflatten(groups, flat)
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
-        """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups``, ``point_attrs`` (N,)
-        and ``attributes`` (each None when not served)."""
+        """One shape: ``index``, ``points`` (N, 3), ``caption``, ``category``, ``groups``, ``point_attrs`` (N,),
+        ``attributes`` and ``defining`` (each None when not served)."""
         item = self._item(key)
         groups = self._groups([item])
         return {
@@ -375,6 +378,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             "groups": _take(groups, 0) if groups is not None else None,
             "point_attrs": torch.from_numpy(np.array(item.labels)) if item.labels is not None else None,
             "attributes": item.attributes,
+            "defining": item.defining if self.part_drop is not None else None,
         }
 
     def __getitems__(self, keys: Sequence[Key]) -> Batch:
@@ -386,7 +390,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         labels = torch.from_numpy(np.stack([it.labels for it in items])) if labelled else None
         attrs = [it.attributes for it in items] if labelled else None
         categories = [self.categories[it.index] for it in items]
-        return Batch(idx, pts, [it.caption for it in items], categories, self._groups(items), labels, attrs)
+        defining = torch.tensor([it.defining for it in items]) if self.part_drop is not None else None
+        return Batch(idx, pts, [it.caption for it in items], categories, self._groups(items), labels, attrs, defining)
 
 
 @dataclass
@@ -399,6 +404,7 @@ class _Item:
     labels: np.ndarray | None = None
     attributes: dict[str, str] | None = None
     dropped: bool = False
+    defining: bool = False
 
 
 def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:
@@ -417,6 +423,7 @@ def collate(items: Batch | Sequence[dict[str, Any]]) -> Batch:
         groups,
         torch.stack([it["point_attrs"] for it in items]) if labelled else None,
         [it["attributes"] for it in items] if labelled else None,
+        torch.tensor([it["defining"] for it in items]) if items and items[0].get("defining") is not None else None,
     )
 
 

@@ -46,7 +46,9 @@ def gather_features(features: T) -> T:
     return dataclasses.replace(features, **changes)  # type: ignore[type-var]
 
 
-def symmetric_info_nce(logits_t2s: torch.Tensor, logits_s2t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def symmetric_info_nce(
+    logits_t2s: torch.Tensor, logits_s2t: torch.Tensor, labels: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of the two cross-entropies; each logits matrix holds local rows against all columns.
 
     Args:
@@ -54,7 +56,12 @@ def symmetric_info_nce(logits_t2s: torch.Tensor, logits_s2t: torch.Tensor, label
             for L score matrices (the loss is then the mean over the L of them).
         logits_s2t: the same shape, local shapes against every text.
         labels: (B_local,) the global column of each row's positive.
+        exclude: (B_local, B_global) bool, pairs left out of both contrasts (never a row's positive).
     """
+    if exclude is not None:
+        mask = exclude if logits_t2s.dim() == 2 else exclude[..., None]
+        logits_t2s = logits_t2s.masked_fill(mask, float("-inf"))
+        logits_s2t = logits_s2t.masked_fill(mask, float("-inf"))
     if logits_t2s.dim() == 3:  # (B, B_global, L): classes already in dim 1, one target per level
         labels = labels[:, None].expand(-1, logits_t2s.shape[2])
     return (F.cross_entropy(logits_t2s.float(), labels) + F.cross_entropy(logits_s2t.float(), labels)) / 2
@@ -81,6 +88,7 @@ class ContrastiveLoss(nn.Module):
         shapes: Any,
         logit_scale: torch.Tensor,
         fine_logit_scale: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss on this rank's rows.
 
@@ -89,6 +97,8 @@ class ContrastiveLoss(nn.Module):
             shapes: point features with ``global_`` (B, D).
             logit_scale: scalar, the (already exponentiated, clamped) inverse temperature.
             fine_logit_scale: scalar for the fine term; ``logit_scale`` when None.
+            exclude: (B, B_global) bool, (text row, shape column) pairs left out of the contrast (and the
+                same pairs of the shape-to-text side); None keeps every pair.
 
         Returns:
             ``loss`` (weighted sum), ``loss_global`` and ``loss_fine`` (zero when not trained).
@@ -105,7 +115,9 @@ class ContrastiveLoss(nn.Module):
         s = F.normalize(shapes.global_.float(), dim=-1)  # (B, D)
         t_all = F.normalize(text_all.global_.float(), dim=-1)  # (B_global, D)
         s_all = F.normalize(shapes_all.global_.float(), dim=-1)  # (B_global, D)
-        loss_global = symmetric_info_nce(logit_scale * t @ s_all.T, logit_scale * s @ t_all.T, labels)
+        if exclude is not None and exclude[torch.arange(b), labels].any():
+            raise ValueError("exclude must not leave out a row's own positive")
+        loss_global = symmetric_info_nce(logit_scale * t @ s_all.T, logit_scale * s @ t_all.T, labels, exclude)
 
         if self.pair_score is None:
             zero = loss_global.new_zeros(())
@@ -117,6 +129,6 @@ class ContrastiveLoss(nn.Module):
         else:
             fine_t2s = self.pair_score(text, shapes_all)  # (B, B_global[, L])
             fine_s2t = self.pair_score(text_all, shapes).transpose(0, 1)  # (B, B_global[, L])
-        loss_fine = symmetric_info_nce(scale * fine_t2s, scale * fine_s2t, labels)
+        loss_fine = symmetric_info_nce(scale * fine_t2s, scale * fine_s2t, labels, exclude)
         loss = loss_global + self.fine_weight * loss_fine
         return {"loss": loss, "loss_global": loss_global.detach(), "loss_fine": loss_fine.detach()}

@@ -21,7 +21,9 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 
 # Fields added after runs existed, with the value that reproduces a run whose saved config lacks them
 # (a resumed old run must not switch on what it was not trained with).
-OFF_WHEN_ABSENT: dict[str, Any] = {"part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False}
+OFF_WHEN_ABSENT: dict[str, Any] = {
+    "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False
+}  # fmt: skip
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TrainConfig:
     part_drop: float = 0.5  # chance a training shape loses one labelled part, captioned by what is left (Synth)
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
+    part_drop_within: bool = False  # a view that lost a part its category needs is contrasted within its category
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps

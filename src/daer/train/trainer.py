@@ -186,6 +186,8 @@ class Trainer:
                 kwargs["part_drop"] = PartDrop(
                     self.cfg.part_drop, absent=self.cfg.part_drop_absent, optional_only=self.cfg.part_drop_optional
                 )
+                if self.cfg.part_drop_within and self.cfg.part_drop_optional and self.dist.is_main:
+                    print("part_drop_within changes nothing with part_drop_optional: only optional parts are removed")
             elif self.dist.is_main:
                 print(f"part drop is off: {self.cfg.data} has no part labels (it needs Align3D-Synth's point_attrs)")
         # Rank 0 computes the point groups and writes the cache; the others then read it.
@@ -230,7 +232,9 @@ class Trainer:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)
-            out = self.loss_fn(text, shapes, self.model.logit_scale_value(), self.model.fine_logit_scale_value())
+            out = self.loss_fn(
+                text, shapes, self.model.logit_scale_value(), self.model.fine_logit_scale_value(), self._exclude(batch)
+            )
             negatives = None
             if self.swaps is not None:
                 swap, negatives = self._swap_term(batch, text, shapes, out["loss"])
@@ -244,6 +248,20 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in out.items()} | {"grad_norm": float(grad_norm)}
+
+    def _exclude(self, batch: Batch) -> torch.Tensor | None:
+        """With ``part_drop_within``: the (local row, global column) pairs left out of the in-batch contrast,
+        those between a view that lost a part its category needs and a shape of another category (a chair
+        without its back is not taught to be a chair against benches, nor a bench against chairs)."""
+        if not self.cfg.part_drop_within or batch.defining is None:
+            return None
+        categories = all_gather_list(list(batch.categories))
+        defining = torch.tensor(all_gather_list(batch.defining.tolist()), dtype=torch.bool)
+        start = self.dist.rank * len(batch)  # every rank holds batch_size rows
+        names = {c: i for i, c in enumerate(dict.fromkeys(categories))}
+        cat = torch.tensor([names[c] for c in categories])
+        exclude = (cat[:, None] != cat[None]) & (defining[:, None] | defining[None])
+        return exclude[start : start + len(batch)].to(self.device)
 
     def _swap_term(
         self, batch: Batch, text: Any, shapes: Any, loss: torch.Tensor

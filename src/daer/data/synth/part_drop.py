@@ -16,7 +16,10 @@ Removing a part that makes the object what it is (a chair's back or legs) leaves
 longer that object: trained on such views, the packaged-size model read "a chair with armrests" as a
 bench (benchmarks/RESULTS.md, "part drop"). With ``optional_only`` only optional parts are removed (every
 attribute they express has an absent value: armrests, a chimney, a bowl's foot) and the view is captioned
-with those values absent, so every view is a real shape of the category.
+with those values absent, so every view is a real shape of the category. A view that lost a part the
+category needs is marked ``defining``: training can then contrast it with its own category's shapes only
+(``part_drop_within``), so that the crown words still have to be read from the crown while "a chair" is
+never taught on a chair without its back.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ ABSENT_VALUES: tuple[str, ...] = ("no", "0")
 
 @dataclass(frozen=True)
 class DroppedView:
-    """A shape with one part removed: points (N, 3), labels (N,), the attribute values it still shows, a caption."""
+    """A shape with one part removed: points (N, 3), labels (N,), the attribute values it still shows, a caption,
+    and whether the removed part was one the category needs (``defining``: not every attribute it expresses
+    can be absent)."""
 
     points: np.ndarray
     labels: np.ndarray
     attributes: dict[str, str]
     caption: str
+    defining: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,8 @@ class PartDrop:
         rows = np.concatenate([keep, rng.choice(keep, size=len(labels) - len(keep), replace=True)])
         template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
         caption = render_caption(category, shown, template, "train", variant)
-        return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption)
+        defining = not self._optional(labels, bit, category)
+        return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption, defining)
 
     @staticmethod
     def _optional(labels: np.ndarray, bit: int, category: str) -> bool:

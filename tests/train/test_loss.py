@@ -36,13 +36,14 @@ def two_level(text: Feats, shapes: Feats) -> torch.Tensor:
     return torch.stack([max_sim(text, shapes), text.global_ @ shapes.global_.T / 4], dim=-1)
 
 
-def naive_info_nce(scores: torch.Tensor, scale: float) -> torch.Tensor:
-    """Symmetric InfoNCE with the diagonal as positives, one row at a time."""
+def naive_info_nce(scores: torch.Tensor, scale: float, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE with the diagonal as positives, one row at a time (pairs in ``exclude`` skipped)."""
     b = scores.shape[0]
     total = 0.0
     for i in range(b):
-        row = [scale * float(scores[i, j]) for j in range(b)]
-        col = [scale * float(scores[j, i]) for j in range(b)]
+        keep = [j for j in range(b) if exclude is None or not exclude[i, j]]
+        row = [scale * float(scores[i, j]) if j in keep else -math.inf for j in range(b)]
+        col = [scale * float(scores[j, i]) if j in keep else -math.inf for j in range(b)]
         total += -row[i] + math.log(sum(math.exp(v) for v in row))
         total += -col[i] + math.log(sum(math.exp(v) for v in col))
     return torch.tensor(total / (2 * b))
@@ -79,6 +80,23 @@ def test_fine_term_matches_loop_reference():
     assert torch.allclose(out["loss_global"], ref_g, atol=1e-4)
     assert torch.allclose(out["loss_fine"], ref_f, atol=1e-4)
     assert torch.allclose(out["loss"], ref_g + 0.5 * ref_f, atol=1e-4)
+
+
+def test_excluded_pairs_leave_the_contrast_on_both_sides():
+    text, shapes = make(6, seed=2)
+    exclude = torch.zeros(6, 6, dtype=torch.bool)
+    exclude[0, 3:] = exclude[3:, 0] = True  # row 0 meets only shapes 1 and 2, and they only it
+    exclude[4, 5] = exclude[5, 4] = True
+    scale = torch.tensor(10.0)
+    out = ContrastiveLoss(pair_score=two_level)(text, shapes, scale, exclude=exclude)
+    cos = torch.nn.functional.normalize(text.global_, dim=-1) @ torch.nn.functional.normalize(shapes.global_, dim=-1).T
+    assert torch.allclose(out["loss_global"], naive_info_nce(cos, 10.0, exclude), atol=1e-4)
+    levels = two_level(text, shapes)
+    ref_f = (naive_info_nce(levels[..., 0], 10.0, exclude) + naive_info_nce(levels[..., 1], 10.0, exclude)) / 2
+    assert torch.allclose(out["loss_fine"], ref_f, atol=1e-4)
+    assert float(out["loss_global"]) < float(ContrastiveLoss()(text, shapes, scale)["loss_global"])
+    with pytest.raises(ValueError, match="positive"):
+        ContrastiveLoss()(text, shapes, scale, exclude=torch.eye(6, dtype=torch.bool))
 
 
 def test_per_level_scores_average_one_info_nce_per_level():

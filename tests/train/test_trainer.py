@@ -240,3 +240,13 @@ def test_part_drop_needs_labels_and_old_runs_resume_without_it(data, tmp_path):
         del saved[key]  # a run started before the option existed
     (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))
     assert TrainConfig.load(tmp_path / "run").part_drop == 0.0
+
+    within = Trainer(config(synth, tmp_path / "within", steps=1, part_drop=1.0, part_drop_optional=False,
+                            part_drop_within=True))  # fmt: skip
+    batch = within.dataset.__getitems__([(0, i) for i in range(len(within.dataset))])
+    exclude = within._exclude(batch)
+    assert batch.defining is not None and batch.defining.any() and not batch.defining.all()
+    for i, (ci, di) in enumerate(zip(batch.categories, batch.defining.tolist(), strict=True)):
+        for j, (cj, dj) in enumerate(zip(batch.categories, batch.defining.tolist(), strict=True)):
+            assert bool(exclude[i, j]) == (ci != cj and (di or dj))
+    assert trainer._exclude(batch) is None  # part_drop_within off

@@ -51,6 +51,7 @@ def test_view_removes_one_part_and_captions_what_is_left(absent):
                 assert name not in view.attributes
         for name in set(CHAIR) - set(gone):
             assert view.attributes[name] == CHAIR[name]
+        assert view.defining == (gone != ["armrests"])  # a chair needs its back and legs, not its armrests
     # legs carry legs + leg_shape; armrests and back are parts of their own
     assert seen == {("legs", "leg_shape"), ("back",), ("armrests",)}
 
@@ -105,6 +106,8 @@ def test_dataset_serves_views_with_fresh_groups(tmp_path):
         assert (batch.point_attrs[r] != ref.point_attrs[r]).any() == dropped
     again = ds.__getitems__(keys)
     assert again.captions == batch.captions and torch.equal(again.points, batch.points)
+    assert batch.defining is not None and plain.__getitems__(keys).defining is None
+    assert not batch.defining[[r for r in range(len(ds)) if r not in changed]].any()
     one = ds[keys[changed[0]]]
     assert one["caption"] == batch.captions[changed[0]] and torch.equal(one["points"], batch.points[changed[0]])
     with pytest.raises(BadInputError, match="part labels"):

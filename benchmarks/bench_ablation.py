@@ -28,8 +28,9 @@ CONTEXT = '{"point_context":true}'
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
 # Every row runs without part drop, and part drop of any part, unless its own arguments say otherwise.
 BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
-HAF = ["--modes", "haf", "--set", "ground_swaps=false"]
-DROP_WITHIN = ["--set", "part_drop=0.5", "--set", "part_drop_absent=true", "--set", "part_drop_within=true"]  # haf, the grounding loss on the true captions only
+HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
+# any part on half of the shapes; a view without a part its category needs is contrasted within its category
+DROP_WITHIN = ["--set", "part_drop=0.5", "--set", "part_drop_absent=true", "--set", "part_drop_within=true"]
 
 # name -> (what it changes, bench_train arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {

@@ -58,8 +58,8 @@ def load_shapes(data: Path, split: str, n: int, seed: int) -> list[Any]:
 
 def caption_sets(rec: Any, group: str, dseed: int) -> list[tuple[str, list[str]]]:
     """[(attribute, [true caption, caption with each other value])] for one shape, from one template group."""
-    from daer.data.synth.captions import n_templates, render_caption
-    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.synth.captions import n_templates, render_caption
+    from daer.synth.taxonomy import TAXONOMY
 
     rng = np.random.default_rng([dseed, zlib.crc32(rec.id.encode()), 0xC311])
     template, variant = int(rng.integers(n_templates(group))), int(rng.integers(1 << 16))
@@ -95,8 +95,8 @@ def score_parts(model: Any, captions: list[str], shapes: Any) -> dict[str, np.nd
 def has_conflict(category: str, attributes: dict[str, str], name: str, dseed: int) -> bool:
     """Whether a *trained* combination equals this shape's except in attribute ``name``: the swapped caption
     then names a combination seen in training, and a model that memorised combinations prefers it."""
-    from daer.data.synth.splits import split_of
-    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.synth.splits import split_of
+    from daer.synth.taxonomy import TAXONOMY
 
     values = [v for v in TAXONOMY[category][name] if v != attributes[name]]
     return any(split_of(category, {**attributes, name: v}, dseed) == "train" for v in values)
@@ -105,7 +105,7 @@ def has_conflict(category: str, attributes: dict[str, str], name: str, dseed: in
 def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[str, Any]:
     """Accuracy per (split, template group), per attribute and per score component, and on unseen shapes
     split by :func:`has_conflict`."""
-    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.synth.taxonomy import TAXONOMY
 
     cells: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     per_attr: dict[str, list[bool]] = defaultdict(list)
@@ -141,8 +141,8 @@ def attribute_cells(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[
 
 @torch.no_grad()
 def zeroshot(model: Any, items: list[Any]) -> float:
-    from daer.data.synth.captions import class_prompts
-    from daer.data.synth.taxonomy import CATEGORIES
+    from daer.synth.captions import class_prompts
+    from daer.synth.taxonomy import CATEGORIES
 
     prompts = [class_prompts(c) for c in CATEGORIES]
     text = model.encode_text([p for ps in prompts for p in ps])
@@ -181,7 +181,7 @@ def probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
 @torch.no_grad()
 def probes(model: Any, recs: dict[str, list[Any]], dseed: int) -> dict[str, float]:
     """Mean probe accuracy over attributes: point side (unseen combinations) and text side (held-out templates)."""
-    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.synth.taxonomy import TAXONOMY
 
     feats = {}
     for split, items in recs.items():

@@ -24,9 +24,9 @@ import torch
 
 from benchmarks.report import git_sha, machine_line, write_section
 from daer.data.shards import iter_records, read_manifest
-from daer.data.synth.captions import spec_queries
 from daer.retrieval.indexer import build_index
 from daer.retrieval.searcher import Searcher
+from daer.synth.captions import spec_queries
 
 
 def _queries(data_dir: str, max_queries: int, seed: int) -> tuple[list[str], list[str]]:

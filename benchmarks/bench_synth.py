@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks.report import git_sha, machine_line, write_section
 from daer.data.build import build_synth
 from daer.data.shards import write_shard
-from daer.data.synth.generator import generate_record
+from daer.synth.generator import generate_record
 
 GOAL = 300.0  # shapes per second with 2 workers at 2,048 points
 

@@ -11,8 +11,8 @@ import torch
 
 from daer.cli import main
 from daer.data.mesh_io import load_points
-from daer.data.synth.taxonomy import CATEGORIES
 from daer.models.model import create_model, load_model
+from daer.synth.taxonomy import CATEGORIES
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ def test_packaged_model_answers_the_demo_queries(tmp_path: Path) -> None:
     from daer.cli.demo import packaged_checkpoint
     from daer.data.build import build_synth
     from daer.data.shards import iter_records
-    from daer.data.synth.taxonomy import CATEGORIES
     from daer.models.model import load_model
+    from daer.synth.taxonomy import CATEGORIES
 
     shipped = packaged_checkpoint()
     assert shipped is not None

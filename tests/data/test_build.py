@@ -10,8 +10,8 @@ import pytest
 
 from daer.data.build import BUILD_LOG, build_synth
 from daer.data.shards import DatasetWriter, iter_records, verify_dataset
-from daer.data.synth.generator import generate_record, shape_id
 from daer.errors import BadInputError
+from daer.synth.generator import generate_record, shape_id
 
 N_POINTS = 128
 
@@ -107,7 +107,7 @@ def test_changed_generator_code_refused(tmp_path: Path, monkeypatch: pytest.Monk
     pkg = tmp_path / "src" / "mygen"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    code = "from daer.data.synth.generator import generate_record as make\n"
+    code = "from daer.synth.generator import generate_record as make\n"
     (pkg / "gen.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     out = tmp_path / "set"

@@ -15,9 +15,6 @@ from torch import Tensor, nn
 from daer.data.build import build_synth
 from daer.data.record import ShapeRecord
 from daer.data.shards import DatasetWriter, iter_records
-from daer.data.synth.captions import PHRASES, class_prompts, render_caption, spec_queries, value_phrases
-from daer.data.synth.generator import caption_draws
-from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.evaluate import EVAL_KEYS, evaluate
@@ -25,6 +22,9 @@ from daer.eval.grounding import attribute_tokens, token_shares
 from daer.models.model import create_model
 from daer.models.point_encoder import PointFeatures
 from daer.models.text_encoder import TextFeatures
+from daer.synth.captions import PHRASES, class_prompts, render_caption, spec_queries, value_phrases
+from daer.synth.generator import caption_draws
+from daer.synth.taxonomy import CATEGORIES, TAXONOMY
 
 # --------------------------------------------------------------------------------------------------
 # A ground-truth scorer

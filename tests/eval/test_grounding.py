@@ -14,8 +14,6 @@ import torch
 
 from daer.data.build import build_synth
 from daer.data.shards import iter_records
-from daer.data.synth.captions import n_templates, render_caption
-from daer.data.synth.taxonomy import CATEGORIES, TAXONOMY, combinations
 from daer.errors import BadInputError
 from daer.eval import grounding
 from daer.eval.evaluate import evaluate
@@ -30,6 +28,8 @@ from daer.eval.grounding import (
 )
 from daer.models.content_words import content_positions
 from daer.models.model import create_model
+from daer.synth.captions import n_templates, render_caption
+from daer.synth.taxonomy import CATEGORIES, TAXONOMY, combinations
 from daer.utils.hashing import sha256_file
 
 _TINY_WORDS = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")  # the tiny encoder's tokenizer

@@ -23,7 +23,7 @@ HANDWRITTEN = Path(__file__).resolve().parents[2] / "benchmarks" / "queries" / "
 def test_reads_the_packaged_handwritten_set():
     queries = read_spec_queries(HANDWRITTEN)
     assert len(queries) >= 40 and all(q.text and q.category for q in queries)
-    from daer.data.synth.taxonomy import TAXONOMY
+    from daer.synth.taxonomy import TAXONOMY
 
     for q in queries:  # every query names real categories, attributes and values
         assert all(TAXONOMY[q.category][a] and v in TAXONOMY[q.category][a] for a, v in q.attributes.items())

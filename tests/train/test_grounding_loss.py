@@ -88,7 +88,7 @@ def test_swap_caption_words_name_the_swapped_part(synth):
     """In a swap caption, the swapped word names the same part as the true one ("no" of "no armrests" on a
     chair that has armrests points at its armrests): the target that ``ground_swaps`` trains."""
     from daer.data.shards import iter_records
-    from daer.data.synth.generator import attribute_mask
+    from daer.synth.generator import attribute_mask
     from daer.train.hard_negatives import SwapNegatives
 
     recs = list(iter_records(synth, "train", columns=["category", "attributes", "captions"]))

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from daer.data.build import build_synth
-from daer.data.synth.captions import render_caption
-from daer.data.synth.generator import caption_draws, generate_record, shape_spec
-from daer.data.synth.splits import split_of
-from daer.data.synth.taxonomy import TAXONOMY, combinations
 from daer.errors import BadInputError
 from daer.models.model import create_model
+from daer.synth.captions import render_caption
+from daer.synth.generator import caption_draws, generate_record, shape_spec
+from daer.synth.splits import split_of
+from daer.synth.taxonomy import TAXONOMY, combinations
 from daer.train.hard_negatives import SwapNegatives, swap_loss
 from daer.train.train_config import TrainConfig
 from daer.train.trainer import train

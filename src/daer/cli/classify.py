@@ -8,10 +8,10 @@ import json
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from daer.data.mesh_io import load_points
-    from daer.data.synth.taxonomy import CATEGORIES
     from daer.errors import BadInputError
     from daer.models.model import load_model
     from daer.models.zeroshot import classify_points
+    from daer.synth.taxonomy import CATEGORIES
 
     labels = [s.strip() for s in args.labels.split(",") if s.strip()] if args.labels else list(CATEGORIES)
     if len(set(labels)) != len(labels) or not labels:

@@ -32,14 +32,14 @@ from tqdm import tqdm
 
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, shard_name, write_manifest, write_shard
-from daer.data.synth.generator import SYNTH_GENERATOR
 from daer.errors import BadInputError, DaerError, IntegrityError
+from daer.synth.generator import SYNTH_GENERATOR
 from daer.utils.atomic import atomic_open, write_json
 from daer.utils.hashing import sha256_file
 
 BUILD_STATE = "build_state.json"
 BUILD_LOG = "build_log.jsonl"
-DEFAULT_GENERATOR = "daer.data.synth.generator:generate_record"
+DEFAULT_GENERATOR = "daer.synth.generator:generate_record"
 
 RecordFn = Callable[[int, int, int], ShapeRecord]
 

@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from daer.data.sampling import fixed_subset
 from daer.data.shards import MANIFEST, iter_records, load_point_attrs, load_points, read_manifest
-from daer.data.synth.part_drop import PartDrop
 from daer.errors import BadInputError
+from daer.synth.part_drop import PartDrop
 from daer.utils.atomic import atomic_path
 from daer.utils.hashing import sha256_file
 

@@ -48,12 +48,12 @@ from tqdm import tqdm
 from daer.data.record import SPLITS
 from daer.data.sampling import fixed_subset
 from daer.data.shards import iter_records, read_manifest
-from daer.data.synth.captions import SpecQuery, class_prompts, spec_queries
-from daer.data.synth.taxonomy import CATEGORIES
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.grounding import DEFAULT_SHAPES, grounding_score
 from daer.eval.synth_probes import attribute_scores, is_synth
+from daer.synth.captions import SpecQuery, class_prompts, spec_queries
+from daer.synth.taxonomy import CATEGORIES
 
 EVAL_KEYS: tuple[str, ...] = (
     "t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10",

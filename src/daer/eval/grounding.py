@@ -14,7 +14,7 @@ them is then no evidence: a mug's body, a bed's frame) or none of them (the part
 armrests").
 
 Which tokens name a value: the attribute's value phrase is found in the caption (the phrase bank's forms
-for that value, :func:`daer.data.synth.captions.value_phrases`), and its tokens that the other values'
+for that value, :func:`daer.synth.captions.value_phrases`), and its tokens that the other values'
 phrases never use are the value words ("four" but not "legs" in "four legs"); a phrase with no such word
 ("armrests" against "no armrests") counts whole. This needs no template: it reads any caption the phrase
 bank can write.
@@ -37,11 +37,11 @@ from torch import Tensor
 
 from daer.data.sampling import fixed_subset, normalize_unit_sphere
 from daer.data.shards import iter_records, read_manifest
-from daer.data.synth.captions import value_phrases
-from daer.data.synth.generator import attribute_mask
-from daer.data.synth.taxonomy import TAXONOMY
 from daer.errors import BadInputError
 from daer.models.content_words import is_content_word
+from daer.synth.captions import value_phrases
+from daer.synth.generator import attribute_mask
+from daer.synth.taxonomy import TAXONOMY
 
 MAX_COVER = 0.6  # attributes whose parts cover more of the shape than this are skipped
 DEFAULT_SHAPES = 200

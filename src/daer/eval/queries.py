@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from daer.data.synth.captions import SpecQuery
 from daer.errors import BadInputError
+from daer.synth.captions import SpecQuery
 
 MAX_QUERIES = 100_000
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from daer.data.synth.captions import n_templates, render_caption
-from daer.data.synth.generator import SYNTH_GENERATOR, caption_draws, parse_shape_id
-from daer.data.synth.taxonomy import TAXONOMY
 from daer.errors import BadInputError
+from daer.synth.captions import n_templates, render_caption
+from daer.synth.generator import SYNTH_GENERATOR, caption_draws, parse_shape_id
+from daer.synth.taxonomy import TAXONOMY
 
 Shape = tuple[str, str, dict[str, str], str]  # (id, category, attributes, first caption)
 

@@ -57,8 +57,8 @@ def validation_batch(
 
 def _add_attribute_sets(batch: ValidationBatch, records: list) -> None:
     """Fill the batch's attribute-swap sets from each Align3D-Synth shape's first caption (others get none)."""
-    from daer.data.synth.taxonomy import TAXONOMY
     from daer.eval.synth_probes import attribute_texts
+    from daer.synth.taxonomy import TAXONOMY
 
     caps: list[str] = []
     owner: list[int] = []

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from daer.data.synth.generator import attribute_mask
 from daer.eval.grounding import MAX_COVER, attribute_tokens
 from daer.models.pointops import knn
+from daer.synth.generator import attribute_mask
 
 _EPS = 1e-6
 

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from daer.data.synth.captions import render_caption
-from daer.data.synth.generator import caption_draws, parse_shape_id, shape_spec
-from daer.data.synth.splits import split_of
-from daer.data.synth.taxonomy import TAXONOMY, combinations
 from daer.errors import BadInputError
+from daer.synth.captions import render_caption
+from daer.synth.generator import caption_draws, parse_shape_id, shape_spec
+from daer.synth.splits import split_of
+from daer.synth.taxonomy import TAXONOMY, combinations
 
 SCOPES = ("train", "stated", "free")
 

@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from daer.data.dataset import Augment, Batch, EpochBatchSampler, ShapeTextDataset, collate
 from daer.data.shards import read_manifest
-from daer.data.synth.generator import attribute_mask
-from daer.data.synth.part_drop import PartDrop
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
 from daer.models.pointops import normalize_batch, precompute_groups
+from daer.synth.generator import attribute_mask
+from daer.synth.part_drop import PartDrop
 from daer.train import checkpoint as ckpt
 from daer.train.batching import CategoryBatchSampler
 from daer.train.distributed import (

@@ -44,7 +44,35 @@ def test_mesh_formats_sample_the_surface(tmp_path, box, ext):
     # every sampled point lies on a face of the box: one coordinate at the cloud's extreme on that axis
     lo, hi = points.min(axis=0), points.max(axis=0)
     assert (np.isclose(points, lo, atol=1e-5) | np.isclose(points, hi, atol=1e-5)).any(axis=1).all()
-    np.testing.assert_allclose((hi - lo) / (hi - lo)[0], [1.0, 0.5, 0.25], atol=1e-4)  # the box's proportions
+    # the box's proportions; a glTF file is +y up by its specification and comes out +z up
+    expected = [1.0, 0.25, 0.5] if ext == "glb" else [1.0, 0.5, 0.25]
+    np.testing.assert_allclose((hi - lo) / (hi - lo)[0], expected, atol=1e-4)
+
+
+def test_up_axis_turns_the_named_axis_to_z(tmp_path):
+    tall = trimesh.creation.box(extents=(0.5, 2.0, 0.25))  # tallest along y
+    _write(tmp_path / "tall.obj", tall.export(file_type="obj"))
+    _write(tmp_path / "tall.glb", tall.export(file_type="glb"))
+    extent = {}
+    for name, up in [("tall.obj", None), ("tall.obj", "y"), ("tall.glb", None), ("tall.glb", "z"), ("tall.obj", "x")]:
+        points, normals = load_points(tmp_path / name, 1024, np.random.default_rng(0), up=up)
+        _assert_normalised(points, 1024)
+        np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+        extent[name, up] = np.ptp(points, axis=0) / np.ptp(points, axis=0).max()
+    np.testing.assert_allclose(extent["tall.obj", None], [0.25, 1.0, 0.125], atol=1e-3)  # an OBJ is taken as +z up
+    np.testing.assert_allclose(extent["tall.obj", "y"], [0.25, 0.125, 1.0], atol=1e-3)
+    np.testing.assert_allclose(extent["tall.glb", None], extent["tall.obj", "y"], atol=1e-3)
+    np.testing.assert_allclose(extent["tall.glb", "z"], extent["tall.obj", None], atol=1e-3)
+    np.testing.assert_allclose(extent["tall.obj", "x"], [0.125, 1.0, 0.25], atol=1e-3)
+    with pytest.raises(BadInputError, match="up axis"):
+        load_points(tmp_path / "tall.obj", 64, up="w")
+    # a knob on glTF's front (+z) ends up on daer's front (-y): the turn is a rotation, not a mirror
+    knob = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    knob.apply_translation([0.0, 0.0, 1.0])
+    _write(tmp_path / "knob.glb", trimesh.util.concatenate([tall, knob]).export(file_type="glb"))
+    points, _ = load_points(tmp_path / "knob.glb", 4096, np.random.default_rng(0))
+    y = points[:, 1]  # centred on the bounding box: the knob at one end of y, the tall box at the other
+    assert np.median(y) > 0.3 and 0 < (y < -0.3).sum() < 400
 
 
 def test_ascii_stl_and_gltf_with_external_buffer(tmp_path, box):

@@ -17,7 +17,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if len(set(labels)) != len(labels) or not labels:
         raise BadInputError(f"--labels needs distinct non-empty names, got {args.labels!r}")
     model = load_model(args.ckpt)
-    points, _ = load_points(args.file, n_points=model.config.n_points)
+    points, _ = load_points(args.file, n_points=model.config.n_points, up=args.up)
     ranked = classify_points(model, points, labels)[: max(1, args.top)]
     if args.json:
         print(json.dumps({"file": str(args.file), "labels": ranked}))
@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", required=True, help="run folder (model.safetensors + config.json)")
     p.add_argument("file", help="mesh (obj, ply, stl, off, glb, ...) or point file (npy, npz, xyz, ...)")
     p.add_argument("--labels", default=None, help="comma-separated labels (default: the 19 Align3D-Synth categories)")
+    p.add_argument("--up", choices=["x", "y", "z"], default=None,
+                   help="the file's up axis (default: y for glTF/GLB, as their specification says; z otherwise)")
     p.add_argument("--top", type=int, default=5, help="how many labels to print (default 5)")
     p.add_argument("--json", action="store_true", help="print {file, labels: [{label, score, prob}]} as JSON")
     p.set_defaults(func=cmd_classify)

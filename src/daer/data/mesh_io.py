@@ -3,7 +3,10 @@
 Meshes go through trimesh (OBJ, PLY, STL, OFF, GLB/GLTF with scenes flattened by their transforms,
 3MF when trimesh's optional readers are installed) and are sampled area-weighted; point files
 (``.npy``, ``.npz``, ``.xyz``/``.txt``/``.pts``, ``.pt``, PLY point clouds) are resampled. Every
-result is centred and scaled to the unit sphere. Every failure is a :class:`BadFileError` (a
+result is centred and scaled to the unit sphere, and turned so that the file's up axis becomes +z
+(daer's convention, as in Align3D-Synth): glTF/GLB files are +y up by their specification, every other
+format is taken as +z up unless the caller names its up axis (ShapeNet's OBJ files, for one, are +y up).
+Every failure is a :class:`BadFileError` (a
 ``BadInputError``) whose ``code`` names the kind of failure, so importers can count them.
 """
 
@@ -35,6 +38,13 @@ MESH_EXTS: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf", "
 POINT_EXTS: tuple[str, ...] = (".npy", ".npz", ".xyz", ".txt", ".pts", ".pt")
 SUPPORTED_EXTS: tuple[str, ...] = MESH_EXTS + POINT_EXTS
 DEFAULT_MAX_BYTES = 256 * 2**20
+Y_UP_EXTS: tuple[str, ...] = (".glb", ".gltf")  # +y up by the glTF 2.0 specification (front +z)
+# Proper rotations taking each up axis to +z: "y" maps glTF's front (+z) to daer's front (-y).
+UP_ROTATIONS: dict[str, np.ndarray] = {
+    "z": np.eye(3, dtype=np.float32),
+    "y": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32),
+    "x": np.array([[0, 0, -1], [0, 1, 0], [1, 0, 0]], dtype=np.float32),
+}
 _POINT_KEYS = ("xyz", "points", "pos", "coords", "data")
 OFF_HEADERS = (b"OFF", b"COFF", b"NOFF", b"CNOFF", b"STOFF", b"4OFF", b"NCOFF")
 MAX_JSON_DEPTH = 64  # glTF nests about 6 levels; ``extras`` may add some, a parser's recursion limit is ~1000
@@ -84,8 +94,9 @@ def load_points(
     rng: np.random.Generator | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     limits: MeshLimits = DEFAULT_LIMITS,
+    up: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a mesh or point file and return ``n_points`` points on the unit sphere.
+    """Read a mesh or point file and return ``n_points`` points on the unit sphere, +z up.
 
     Args:
         path: the file; its extension picks the reader, its first bytes are checked against it.
@@ -93,6 +104,7 @@ def load_points(
         rng: sampling randomness; a fixed default seed when None.
         max_bytes: files larger than this are refused before reading.
         limits: vertex, triangle and polygon-size limits a mesh is held to before it is parsed.
+        up: the file's up axis, "x", "y" or "z"; None for the format's own (see :func:`up_axis`).
 
     Returns:
         points (n_points, 3) float32 centred and scaled so the farthest point has norm 1, and unit
@@ -106,6 +118,7 @@ def load_points(
     path = Path(path)
     rng = np.random.default_rng(0) if rng is None else rng
     ext = _check_file(path, max_bytes)
+    turn = UP_ROTATIONS[up_axis(ext, up)]
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # hostile files make trimesh and NumPy warn; the reason is raised instead
@@ -118,7 +131,7 @@ def load_points(
             raise BadFileError("unreadable", f"produced points of shape {points.shape} or non-finite values")
         if normals is not None and (normals.shape != points.shape or not np.isfinite(normals).all()):
             normals = None
-        return points, normals
+        return points @ turn.T, None if normals is None else normals @ turn.T
     except BadFileError as e:
         if str(e).startswith(path.name):
             raise
@@ -133,6 +146,15 @@ def load_points(
         raise BadFileError("too-large", f"{path.name}: reading it needs more memory than is allowed") from None
     except Exception as e:  # any parser failure on hostile bytes is a bad file, not a crash
         raise BadFileError("unreadable", f"{path.name}: cannot read as {ext[1:]}: {_describe(e)}") from e
+
+
+def up_axis(ext: str, up: str | None = None) -> str:
+    """The up axis of a file with extension ``ext``: ``up`` when given, else "y" for glTF/GLB, else "z"."""
+    if up is None:
+        return "y" if ext.lower() in Y_UP_EXTS else "z"
+    if up not in UP_ROTATIONS:
+        raise BadInputError(f"up axis must be one of {sorted(UP_ROTATIONS)}, got {up!r}")
+    return up
 
 
 def _describe(e: Exception) -> str:

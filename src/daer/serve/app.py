@@ -51,6 +51,7 @@ from daer.serve.security import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     RequestRefused,
+    UploadSlotsMiddleware,
     check_shape_id,
     check_upload,
     is_public_path,
@@ -169,6 +170,13 @@ def create_app(
             )
         return response
 
+    app.add_middleware(
+        UploadSlotsMiddleware,
+        slots=slots,
+        paths=frozenset({"/api/classify"}),
+        body_timeout=upload_timeout,
+        message="the server is busy classifying other uploads; try again shortly",
+    )  # outside the body limit and the form parser: a refused upload's body is never read
     app.add_middleware(ApiKeyMiddleware, key=key)  # added last: the outermost layer, before any body is read
     app.state.api_key_required = key is not None
 
@@ -343,17 +351,10 @@ def create_app(
         labels: Labels = None,
     ) -> dict[str, Any]:
         """Zero-shot classify an uploaded mesh or point file."""
-        names = parse_labels(labels)
+        names = parse_labels(labels)  # the request holds an upload slot (UploadSlotsMiddleware)
         data = await file.read(max_upload + 1)
         ext = check_upload(file.filename, data, max_upload, content=False)  # cheap: the rest runs in a worker
-        if not slots.acquire(blocking=False):
-            raise RequestRefused(429, "the server is busy classifying other uploads; try again shortly")
-        try:
-            return await run_in_threadpool(
-                _classify, be, reader, data, ext, names, file.filename or "upload", max_upload
-            )
-        finally:
-            slots.release()
+        return await run_in_threadpool(_classify, be, reader, data, ext, names, file.filename or "upload", max_upload)
 
     if key is not None:
         _document_key(app)

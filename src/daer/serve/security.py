@@ -7,11 +7,13 @@ an upload's format is decided from its bytes; the file name's extension only has
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import re
 import struct
+import threading
 import zipfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from io import BytesIO
@@ -305,6 +307,62 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 await _send_json(send, 413, self.message)
+
+
+class UploadSlotsMiddleware:
+    """Hold one of a bounded number of slots for each upload request, from its headers to its answer.
+
+    A request that finds every slot taken is answered 429 before any of its body is read (parsing a 20 MB
+    multipart body only to refuse it took the event loop from searches: issue 17, row 5), and a body must
+    arrive within ``body_timeout`` seconds (408), so slow senders cannot keep the slots.
+    """
+
+    def __init__(
+        self, app: ASGIApp, slots: threading.BoundedSemaphore, paths: frozenset[str], body_timeout: float, message: str
+    ) -> None:
+        self.app, self.slots, self.paths = app, slots, paths
+        self.body_timeout, self.message = float(body_timeout), message
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if not self.slots.acquire(blocking=False):
+            await _send_json(send, 429, self.message, [(b"retry-after", b"1"), (b"connection", b"close")])
+            return
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        started = complete = False
+
+        async def timed_receive() -> dict:
+            nonlocal complete
+            if complete:  # the body is in; later calls wait for a disconnect, without a deadline
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+            except asyncio.TimeoutError:
+                raise _BodyTimeout from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except _BodyTimeout:
+            if not started:
+                await _send_json(
+                    send, 408, f"the upload did not arrive within {self.body_timeout:g} s", [(b"connection", b"close")]
+                )
+        finally:
+            self.slots.release()
+
+
+class _BodyTimeout(Exception):
+    """The request body did not arrive in time (raised inside the app; answered 408)."""
 
 
 class ApiKeyMiddleware:

@@ -278,3 +278,18 @@ def test_parse_bytes():
     assert parse_bytes("1GiB") == 2**30
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bytes("lots")
+
+
+def test_cli_import_turns_the_named_up_axis_to_z(tmp_path, meshes):
+    rows = _csv(tmp_path / "c.csv", [["sub/cyl.stl", "a tall cylinder", "", "", ""]])
+    extent = {}
+    for up in (None, "y"):
+        out = tmp_path / f"o-{up}"
+        argv = ["data", "import", "--meshes", str(meshes), "--captions", str(rows), "--out", str(out), "--points",
+                "256", "--workers", "1", "--no-progress"] + (["--up", up] if up else [])  # fmt: skip
+        args = _parser().parse_args(argv)
+        assert args.func(args) == 0
+        points = np.concatenate([np.asarray(r.points) for r in iter_records(out, None, columns=["points"])])
+        extent[up] = np.ptp(points, axis=0)
+    assert extent[None][2] > 1.5 * extent[None][1]  # the cylinder stands along z, as the STL says
+    assert extent["y"][1] > 1.5 * extent["y"][2]  # read as +y up, its axis is turned to lie along y

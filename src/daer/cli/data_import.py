@@ -48,8 +48,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         if args.meshes is None or args.captions is None:
             raise BadInputError(f"give --meshes DIR --captions CSV, or --format {{{','.join(FORMATS)}}} --source PATH")
+        from functools import partial
+
+        from daer.data.mesh_io import load_points
+
+        loader = load_points if args.up is None else partial(load_points, up=args.up)  # picklable for the workers
         summary = import_meshes(
-            args.meshes, args.captions, args.out, timeout=args.timeout, workers=args.workers, **common
+            args.meshes, args.captions, args.out, timeout=args.timeout, workers=args.workers, loader=loader, **common
         )
     print(summary.format())
     if summary.imported == 0:
@@ -81,6 +86,8 @@ def add_parser(data_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per file before it is skipped (default 30)")
     p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
+    p.add_argument("--up", choices=["x", "y", "z"], default=None,
+                   help="the meshes' up axis (default: y for glTF/GLB, as their specification says; z otherwise)")
     p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)

@@ -1,4 +1,4 @@
-"""Upload slots: a refused upload is answered before its body is read; a slow body loses its slot."""
+"""Upload slots: a refused upload is answered without reaching the app; a slow body loses its slot."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ def scope(path: str = PATH, method: str = "POST") -> dict:
     return {"type": "http", "method": method, "path": path, "headers": []}
 
 
+CALLS: list[str] = []
+
+
 async def read_body_app(scope: dict, receive, send) -> None:
     """A minimal ASGI app that reads its whole body, then answers 200 with its length."""
+    CALLS.append(scope["path"])
     size, more = 0, True
     while more:
         message = await receive()
@@ -49,14 +53,24 @@ def status(sent: list[dict]) -> int:
     return next(m["status"] for m in sent if m["type"] == "http.response.start")
 
 
-def test_a_full_house_refuses_before_reading_the_body_and_slots_come_back():
+def headers(sent: list[dict]) -> dict[bytes, bytes]:
+    return dict(next(m["headers"] for m in sent if m["type"] == "http.response.start"))
+
+
+def test_a_full_house_refuses_without_the_app_and_slots_come_back():
     slots = threading.BoundedSemaphore(1)
-    mw = UploadSlotsMiddleware(read_body_app, slots, frozenset({PATH}), body_timeout=5, message="busy")
+    mw = UploadSlotsMiddleware(read_body_app, slots, frozenset({PATH}), body_timeout=5, message="busy", max_bytes=100)
+    CALLS.clear()
     sent, reads = call(mw, scope(), [b"ab", b"cd"])
-    assert status(sent) == 200 and sent[-1]["body"] == b"4" and reads == 2
+    assert status(sent) == 200 and sent[-1]["body"] == b"4" and reads == 2 and CALLS == [PATH]
     assert slots.acquire(blocking=False)  # released after the answer: the one slot is free again
-    sent, reads = call(mw, scope(), [b"x" * 1000])
-    assert status(sent) == 429 and reads == 0 and json.loads(sent[-1]["body"]) == {"error": "busy"}
+    # refused: the body is drained unparsed (so the client reads the 429), the app never runs
+    sent, reads = call(mw, scope(), [b"x" * 40] * 2)
+    assert status(sent) == 429 and reads == 2 and json.loads(sent[-1]["body"]) == {"error": "busy"}
+    assert b"connection" not in headers(sent) and CALLS == [PATH]
+    # a body over the limit is not drained to its end: the answer closes the connection
+    sent, reads = call(mw, scope(), [b"x" * 60] * 10)
+    assert status(sent) == 429 and reads == 2 and headers(sent)[b"connection"] == b"close" and CALLS == [PATH]
     sent, reads = call(mw, scope(path="/api/search", method="GET"), [b""])  # other routes are not slotted
     assert status(sent) == 200
     slots.release()
@@ -64,7 +78,8 @@ def test_a_full_house_refuses_before_reading_the_body_and_slots_come_back():
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot():
     slots = threading.BoundedSemaphore(1)
-    mw = UploadSlotsMiddleware(read_body_app, slots, frozenset({PATH}), body_timeout=0.2, message="busy")
+    mw = UploadSlotsMiddleware(read_body_app, slots, frozenset({PATH}), body_timeout=0.2, message="busy",
+                               max_bytes=10**6)
     sent, reads = call(mw, scope(), [b"a"] * 100, delay=0.05)
     assert status(sent) == 408 and 2 <= reads < 100
     assert slots.acquire(blocking=False)

@@ -176,7 +176,8 @@ def create_app(
         paths=frozenset({"/api/classify"}),
         body_timeout=upload_timeout,
         message="the server is busy classifying other uploads; try again shortly",
-    )  # outside the body limit and the form parser: a refused upload's body is never read
+        max_bytes=max_upload + MULTIPART_SLACK,
+    )  # outside the body limit and the form parser: a refused upload's body is never parsed
     app.add_middleware(ApiKeyMiddleware, key=key)  # added last: the outermost layer, before any body is read
     app.state.api_key_required = key is not None
 

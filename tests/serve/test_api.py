@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -333,3 +334,26 @@ def test_a_slow_explanation_does_not_hold_a_search(backend) -> None:
         worker.join()
     finally:
         del backend.heavy_model.explain
+
+
+@pytest.mark.parametrize(("argv", "env", "want"), [([], None, 1), (["--threads", "2"], None, 2), ([], "2", 2)])
+def test_serve_runs_model_work_on_one_thread_unless_told(stack, monkeypatch, argv, env, want) -> None:
+    """Requests run side by side: each on one torch thread (a one-query search is as fast, and does not
+    collapse when another request or an upload worker holds a core) unless --threads or DAER_THREADS says."""
+    import uvicorn
+
+    from daer.cli import main
+
+    seen = {}
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # configure_threads sets it; monkeypatch puts the old value back
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(threads=torch.get_num_threads()))
+    if env is None:
+        monkeypatch.delenv("DAER_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("DAER_THREADS", env)
+    before = torch.get_num_threads()
+    try:
+        assert main(["serve", "--index", str(stack["index"]), *argv]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"threads": want}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 API_KEY_ENV = "DAER_API_KEY"  # the same name as daer.serve.security.API_KEY_ENV (not imported: keeps --help light)
+THREADS_ENV = "DAER_THREADS"  # daer.utils.threads.ENV
 
 
 def _is_loopback(host: str) -> bool:
@@ -27,6 +28,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from daer.errors import BadInputError
     from daer.serve.app import create_app
 
+    if args.threads is None and not os.environ.get(THREADS_ENV):
+        from daer.utils.threads import configure_threads
+
+        configure_threads(1)
     if not 0 <= args.port <= 65535:
         raise BadInputError(f"--port must be 0..65535, got {args.port}")
     if args.max_upload_mb <= 0:
@@ -75,6 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PATH",
         help=f"file holding the API key (default: the {API_KEY_ENV} environment variable; none: no key)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch/FAISS threads per request (default: ${THREADS_ENV}, else 1: requests run side by side, and "
+        "a one-query search is as fast on one thread and does not collapse when the cores are shared)",
     )
     p.add_argument("--learn", action="store_true", help="let ERS learn success statistics from served queries")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

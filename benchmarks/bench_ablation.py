@@ -79,6 +79,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "drop_within_0.5": ("ground_0.5 + part drop of any part on half of the shapes (an optional one captioned absent); "
                         "a view that lost a part its category needs is contrasted only with its own category",
                         [*HAF, *DROP_WITHIN]),
+    "drop_optional_0.5_seed1": ("drop_optional_0.5, seed 1 (model init, data order, captions, augmentation)",
+                                [*HAF, "--set", "part_drop=0.5", "--set", "part_drop_optional=true",
+                                 "--set", "seed=1"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
     "global_drop_within_0.5": ("global + part drop of any part on half of the shapes, contrasted within the "
                                "category when the view lost a part its category needs",
@@ -90,6 +93,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_drop_optional_0.5": ("global + part drop of optional parts only, on half of the shapes that have one",
                                  ["--modes", "global", "--set", "part_drop=0.5", "--set", "part_drop_optional=true"]),
     "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),
+    "global_drop_optional_0.5_seed1": ("global_drop_optional_0.5, seed 1",
+                                       ["--modes", "global", "--set", "part_drop=0.5", "--set",
+                                        "part_drop_optional=true", "--set", "seed=1"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",
                     ["--modes", "global", "--set", "swap_scope=free"]),
 }  # fmt: skip

@@ -286,7 +286,6 @@ class BodyLimitMiddleware:
             await _send_json(send, 413, self.message)
             return
         seen = 0
-        started = False
 
         async def limited_receive() -> dict:
             nonlocal seen
@@ -297,16 +296,7 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge(self.message)
             return message
 
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, self.message)
+        await _answer_on(_BodyTooLarge, 413, self.message, self.app, scope, limited_receive, send)
 
 
 class UploadSlotsMiddleware:
@@ -357,7 +347,7 @@ class UploadSlotsMiddleware:
             await _send_json(send, 429, self.message, [(b"retry-after", b"1"), *close])
             return
         deadline = asyncio.get_running_loop().time() + self.body_timeout
-        started = complete = False
+        complete = False
 
         async def timed_receive() -> dict:
             nonlocal complete
@@ -371,20 +361,36 @@ class UploadSlotsMiddleware:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        late = f"the upload did not arrive within {self.body_timeout:g} s"
         try:
-            await self.app(scope, timed_receive, tracking_send)
-        except _BodyTimeout:
-            if not started:
-                await _send_json(
-                    send, 408, f"the upload did not arrive within {self.body_timeout:g} s", [(b"connection", b"close")]
-                )
+            await _answer_on(_BodyTimeout, 408, late, self.app, scope, timed_receive, send, [(b"connection", b"close")])
         finally:
             self.slots.release()
+
+
+async def _answer_on(
+    error: type[Exception],
+    status: int,
+    message: str,
+    app: ASGIApp,
+    scope: dict,
+    receive: Callable[[], Awaitable[dict]],
+    send: Callable,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Run ``app``; when it raises ``error`` before its answer has started, answer ``status`` with ``message``."""
+    started = False
+
+    async def tracking_send(msg: dict) -> None:
+        nonlocal started
+        started = started or msg["type"] == "http.response.start"
+        await send(msg)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except error:
+        if not started:
+            await _send_json(send, status, message, extra)
 
 
 class _BodyTimeout(Exception):

@@ -260,3 +260,18 @@ def test_refusals_name_the_problem_not_an_exception_class(client: TestClient) ->
     quad = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3 4\n"  # a face with a fourth vertex that does not exist
     message = refused(client.post("/api/classify", files={"file": ("q.obj", quad)}), 422)
     assert "refers to data that is not in the file" in message and "Error" not in message, message
+
+
+def test_classify_reads_the_named_up_axis(client: TestClient, tmp_path) -> None:
+    """The reader turns the file's up axis to +z (glTF/GLB by their specification, others when told)."""
+    import numpy as np
+    import trimesh
+
+    tall = tmp_path / "tall.obj"
+    tall.write_text(trimesh.creation.box(extents=(0.5, 2.0, 0.25)).export(file_type="obj"))
+    reader = client.app.state.uploads
+    extent = {up: np.ptp(reader.read(tall, ".obj", 512, 10**6, up), axis=0) for up in (None, "y")}
+    assert extent[None].argmax() == 1 and extent["y"].argmax() == 2
+    data = tall.read_bytes()
+    assert client.post("/api/classify", files={"file": ("t.obj", data)}, data={"up": "y"}).status_code == 200
+    assert client.post("/api/classify", files={"file": ("t.obj", data)}, data={"up": "w"}).status_code == 422

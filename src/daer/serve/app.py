@@ -73,6 +73,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 Q = Annotated[str, Query(min_length=1, max_length=512, description="text query, 1-512 characters")]
 ShapeId = Annotated[str, Query(min_length=1, max_length=128, description="shape id")]
 Upload = Annotated[UploadFile, File(description="mesh or point file (20 MB at most unless the server says otherwise)")]
+UpAxis = Annotated[
+    Literal["x", "y", "z"] | None,
+    Form(description="the file's up axis (default: y for glTF/GLB, as their specification says; z otherwise)"),
+]
 Labels = Annotated[str | None, Form(max_length=8192, description="comma-separated labels (default: the categories)")]
 
 
@@ -350,12 +354,15 @@ def create_app(
     async def classify(
         file: Upload,
         labels: Labels = None,
+        up: UpAxis = None,
     ) -> dict[str, Any]:
         """Zero-shot classify an uploaded mesh or point file."""
         names = parse_labels(labels)  # the request holds an upload slot (UploadSlotsMiddleware)
         data = await file.read(max_upload + 1)
         ext = check_upload(file.filename, data, max_upload, content=False)  # cheap: the rest runs in a worker
-        return await run_in_threadpool(_classify, be, reader, data, ext, names, file.filename or "upload", max_upload)
+        return await run_in_threadpool(
+            _classify, be, reader, data, ext, names, file.filename or "upload", max_upload, up
+        )
 
     if key is not None:
         _document_key(app)
@@ -391,12 +398,13 @@ def _classify(
     labels: list[str] | None,
     filename: str,
     max_upload: int,
+    up: str | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="daer-upload-") as tmp:
         path = Path(tmp) / f"upload{ext}"
         path.write_bytes(data)
-        points = reader.read(path, ext, be.n_points, max_upload)
+        points = reader.read(path, ext, be.n_points, max_upload, up)
     ranked = be.classify(points, labels)
     return {
         "filename": filename[:200],

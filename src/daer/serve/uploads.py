@@ -28,20 +28,22 @@ log = logging.getLogger("daer.serve")
 
 # Readers run at a lower CPU priority, so that parsing yields the cores to the searches answered meanwhile.
 # Measured (benchmarks/RESULTS.md, hostile uploads) it did not bring search p99 beside hostile uploads down
-# (3.5-4.6x alone, 3.8x before): the remaining cost is in the server process itself, where the multipart
-# parser reads each 20 MB body before a reader sees it.
+# (3.5-4.6x alone, 3.8x before). Refusing a full house before the multipart parser runs (UploadSlotsMiddleware)
+# brought the search p50 there from 106 to 68 ms; p99 stays about 3.6x: a reader holds one of two cores.
 READER_NICENESS = 10
 # A classify request samples a couple of thousand points: a million triangles is far more than enough.
 SERVICE_LIMITS = MeshLimits(max_vertices=2_000_000, max_triangles=1_000_000, max_face_corners=256)
 _STATUS = {"too-large": 413, "unsupported": 415}
 
 
-def read_upload(path: str, ext: str, n_points: int, max_bytes: int, limits: MeshLimits) -> np.ndarray:
-    """In a worker: check an upload's content and read it as ``(n_points, 3)`` float32 points."""
+def read_upload(
+    path: str, ext: str, n_points: int, max_bytes: int, limits: MeshLimits, up: str | None = None
+) -> np.ndarray:
+    """In a worker: check an upload's content and read it as ``(n_points, 3)`` float32 points, +z up."""
     reason = content_problem(Path(path).read_bytes(), ext) if ext in (".glb", ".npz") else None
     if reason:
         raise BadFileError("unsupported", reason)
-    points, _ = load_points(path, n_points=n_points, max_bytes=max_bytes, limits=limits)
+    points, _ = load_points(path, n_points=n_points, max_bytes=max_bytes, limits=limits, up=up)
     return points
 
 
@@ -71,9 +73,10 @@ class UploadReader:
             niceness=READER_NICENESS,
         )
 
-    def read(self, path: Path, ext: str, n_points: int, max_bytes: int) -> np.ndarray:
-        """The upload's points, or RequestRefused (4xx) with a message naming the problem."""
-        out = self.pool.run(str(path), ext, n_points, max_bytes, self.limits)
+    def read(self, path: Path, ext: str, n_points: int, max_bytes: int, up: str | None = None) -> np.ndarray:
+        """The upload's points (``up``: the file's up axis, None for its format's), or RequestRefused (4xx)
+        with a message naming the problem."""
+        out = self.pool.run(str(path), ext, n_points, max_bytes, self.limits, up)
         if not isinstance(out, TaskFailed):
             return out
         message = out.reason.replace(path.name, "upload")

@@ -17,6 +17,7 @@ def test_explicit_count_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(threads.ENV, "3")
     assert threads.resolve_threads(1) == 1
     assert threads.resolve_threads(None) == 3
+    assert threads.resolve_threads(None, default=1) == 3  # a command's own default yields to the environment
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
@@ -33,6 +34,8 @@ def test_auto_leaves_busy_cores_to_other_work(monkeypatch: pytest.MonkeyPatch) -
     assert threads.resolve_threads(None) == 3
     monkeypatch.setattr(threads, "busy_cores", lambda window_s=0.1: 7.0)
     assert threads.resolve_threads(None) == 1  # never fewer than one
+    monkeypatch.setattr(threads, "busy_cores", lambda window_s=0.1: 0.0)
+    assert threads.resolve_threads(None, default=1) == 1 and threads.resolve_threads(2, default=1) == 2
 
 
 def test_busy_cores_sees_a_spinning_process() -> None:

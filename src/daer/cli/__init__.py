@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``daer`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        configure_threads(getattr(args, "threads", None) or None)
+        configure_threads(getattr(args, "threads", None) or None, getattr(args, "default_threads", None))
         return int(args.func(args) or 0)
     except DaerError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from daer.utils.threads import ENV as THREADS_ENV
+
 LOOPBACK = "127.0.0.1"
 API_KEY_ENV = "DAER_API_KEY"  # the same name as daer.serve.security.API_KEY_ENV (not imported: keeps --help light)
-THREADS_ENV = "DAER_THREADS"  # daer.utils.threads.ENV
 
 
 def _is_loopback(host: str) -> bool:
@@ -28,10 +29,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from daer.errors import BadInputError
     from daer.serve.app import create_app
 
-    if args.threads is None and not os.environ.get(THREADS_ENV):
-        from daer.utils.threads import configure_threads
-
-        configure_threads(1)
     if not 0 <= args.port <= 65535:
         raise BadInputError(f"--port must be 0..65535, got {args.port}")
     if args.max_upload_mb <= 0:
@@ -90,4 +87,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--learn", action="store_true", help="let ERS learn success statistics from served queries")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, default_threads=1)  # applied by daer.cli.main with the thread policy

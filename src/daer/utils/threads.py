@@ -6,8 +6,9 @@ because each thread spins at every barrier waiting for the one that shares its c
 
 - ``OMP_WAIT_POLICY=PASSIVE`` (set when :mod:`daer` is imported, before torch starts OpenMP, unless
   the user set it): waiting threads sleep instead of spinning.
-- Threads = ``--threads`` if given, else ``DAER_THREADS``, else *auto*: the cores this process may
-  use minus the cores other work keeps busy, sampled from ``/proc/stat`` for 0.1 s (at least 1).
+- Threads = ``--threads`` if given, else ``DAER_THREADS``, else the command's own default where it has one
+  (``daer serve``: 1 per request), else *auto*: the cores this process may use minus the cores other work
+  keeps busy, sampled from ``/proc/stat`` for 0.1 s (at least 1).
 - The count reaches torch and FAISS through ``OMP_NUM_THREADS`` when they load later, or directly when
   they are loaded already (torch then also gets one inter-op thread: model work is a chain of ops).
 """
@@ -55,8 +56,9 @@ def busy_cores(window_s: float = 0.1) -> float:
     return (os.cpu_count() or 1) * (b[0] - a[0]) / (b[1] - a[1])
 
 
-def resolve_threads(requested: int | None = None) -> int:
-    """The thread count to use: ``requested`` (> 0), else ``$DAER_THREADS``, else the idle cores.
+def resolve_threads(requested: int | None = None, default: int | None = None) -> int:
+    """The thread count to use: ``requested`` (> 0), else ``$DAER_THREADS``, else ``default`` (> 0), else the
+    idle cores.
 
     Raises:
         BadInputError: ``DAER_THREADS`` is set but not a positive integer.
@@ -68,18 +70,20 @@ def resolve_threads(requested: int | None = None) -> int:
         if not env.isdigit() or int(env) < 1:
             raise BadInputError(f"{ENV}={env!r}: expected a positive integer")
         return int(env)
+    if default is not None and default > 0:
+        return int(default)
     cores = available_cores()
     return max(1, min(cores, round(cores - busy_cores())))
 
 
-def configure_threads(requested: int | None = None) -> int:
+def configure_threads(requested: int | None = None, default: int | None = None) -> int:
     """Apply the policy to torch and FAISS; returns the thread count used.
 
     Neither is imported here (a command that never runs a model should not pay for loading torch):
     ``OMP_NUM_THREADS`` carries the count to whichever loads later, and one already loaded is set
     directly (torch also to one inter-op thread, while that is still allowed).
     """
-    n = resolve_threads(requested)
+    n = resolve_threads(requested, default)
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -28,12 +28,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from daer.data.mesh_io import UP_HELP, UP_ROTATIONS
+
     p = sub.add_parser("classify", help="zero-shot classify a mesh or point file with a trained checkpoint")
     p.add_argument("--ckpt", required=True, help="run folder (model.safetensors + config.json)")
     p.add_argument("file", help="mesh (obj, ply, stl, off, glb, ...) or point file (npy, npz, xyz, ...)")
     p.add_argument("--labels", default=None, help="comma-separated labels (default: the 19 Align3D-Synth categories)")
-    p.add_argument("--up", choices=["x", "y", "z"], default=None,
-                   help="the file's up axis (default: y for glTF/GLB, as their specification says; z otherwise)")
+    p.add_argument("--up", choices=sorted(UP_ROTATIONS), default=None, help=UP_HELP)
     p.add_argument("--top", type=int, default=5, help="how many labels to print (default 5)")
     p.add_argument("--json", action="store_true", help="print {file, labels: [{label, score, prob}]} as JSON")
     p.set_defaults(func=cmd_classify)

@@ -65,7 +65,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def add_parser(data_sub: argparse._SubParsersAction) -> None:
     """Add ``import`` to the ``daer data`` subcommands."""
     from daer.data.formats import FORMATS
-    from daer.data.mesh_io import DEFAULT_MAX_BYTES
+    from daer.data.mesh_io import DEFAULT_MAX_BYTES, UP_HELP, UP_ROTATIONS
 
     p = data_sub.add_parser(
         "import",
@@ -86,8 +86,7 @@ def add_parser(data_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per file before it is skipped (default 30)")
     p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
-    p.add_argument("--up", choices=["x", "y", "z"], default=None,
-                   help="the meshes' up axis (default: y for glTF/GLB, as their specification says; z otherwise)")
+    p.add_argument("--up", choices=sorted(UP_ROTATIONS), default=None, help=UP_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daer import __version__
-from daer.data.mesh_io import MeshLimits
+from daer.data.mesh_io import UP_HELP, MeshLimits
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.serve.backend import SearchBackend
 from daer.serve.cache import RenderCache
@@ -75,7 +75,7 @@ ShapeId = Annotated[str, Query(min_length=1, max_length=128, description="shape 
 Upload = Annotated[UploadFile, File(description="mesh or point file (20 MB at most unless the server says otherwise)")]
 UpAxis = Annotated[
     Literal["x", "y", "z"] | None,
-    Form(description="the file's up axis (default: y for glTF/GLB, as their specification says; z otherwise)"),
+    Form(description=UP_HELP),
 ]
 Labels = Annotated[str | None, Form(max_length=8192, description="comma-separated labels (default: the categories)")]
 

@@ -323,12 +323,11 @@ class UploadSlotsMiddleware:
 
     async def _drain(self, receive: Callable[[], Awaitable[dict]]) -> bool:
         """Read and drop the body; True when all of it came, within the byte and time limits."""
-        loop = asyncio.get_running_loop()
-        deadline, seen = loop.time() + self.body_timeout, 0
+        deadline, seen = asyncio.get_running_loop().time() + self.body_timeout, 0
         while seen <= self.max_bytes:
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(deadline - loop.time(), 0.0))
-            except asyncio.TimeoutError:
+                message = await _receive_by(receive, deadline)
+            except _BodyTimeout:
                 return False
             if message["type"] != "http.request":
                 return False
@@ -353,11 +352,7 @@ class UploadSlotsMiddleware:
             nonlocal complete
             if complete:  # the body is in; later calls wait for a disconnect, without a deadline
                 return await receive()
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
-            except asyncio.TimeoutError:
-                raise _BodyTimeout from None
+            message = await _receive_by(receive, deadline)
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -395,6 +390,15 @@ async def _answer_on(
 
 class _BodyTimeout(Exception):
     """The request body did not arrive in time (raised inside the app; answered 408)."""
+
+
+async def _receive_by(receive: Callable[[], Awaitable[dict]], deadline: float) -> dict:
+    """The next ASGI message, or :class:`_BodyTimeout` when it has not come by ``deadline`` (loop time)."""
+    left = deadline - asyncio.get_running_loop().time()
+    try:
+        return await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+    except asyncio.TimeoutError:
+        raise _BodyTimeout from None
 
 
 class ApiKeyMiddleware:

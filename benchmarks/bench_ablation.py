@@ -30,6 +30,7 @@ OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss ex
 BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
 HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
 # any part on half of the shapes; a view without a part its category needs is contrasted within its category
+OPTIONAL = ["--set", "part_drop=0.5", "--set", "part_drop_optional=true"]  # the default part drop
 DROP_WITHIN = ["--set", "part_drop=0.5", "--set", "part_drop_absent=true", "--set", "part_drop_within=true"]
 
 # name -> (what it changes, bench_train arguments)
@@ -74,28 +75,22 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                           "--set", "part_drop_absent=true"]),
     "drop_optional_0.5": ("ground_0.5 + part drop of optional parts only (armrests, a chimney), captioned absent, "
                           "on half of the shapes that have one: the default",
-                          [*HAF, "--set", "part_drop=0.5",
-                           "--set", "part_drop_optional=true"]),
+                          [*HAF, *OPTIONAL]),
     "drop_within_0.5": ("ground_0.5 + part drop of any part on half of the shapes (an optional one captioned absent); "
                         "a view that lost a part its category needs is contrasted only with its own category",
                         [*HAF, *DROP_WITHIN]),
     "drop_optional_0.5_seed1": ("drop_optional_0.5, seed 1 (model init, data order, captions, augmentation)",
-                                [*HAF, "--set", "part_drop=0.5", "--set", "part_drop_optional=true",
-                                 "--set", "seed=1"]),
+                                [*HAF, *OPTIONAL, "--set", "seed=1"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
-    "global_drop_within_0.5": ("global + part drop of any part on half of the shapes, contrasted within the "
-                               "category when the view lost a part its category needs",
-                               ["--modes", "global", *DROP_WITHIN]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),
     "ground_0.5_seed1": ("ground_0.5, seed 1 (model init, data order, captions, augmentation)",
                          [*HAF, "--set", "seed=1"]),
     "global_drop_optional_0.5": ("global + part drop of optional parts only, on half of the shapes that have one",
-                                 ["--modes", "global", "--set", "part_drop=0.5", "--set", "part_drop_optional=true"]),
+                                 ["--modes", "global", *OPTIONAL]),
     "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),
     "global_drop_optional_0.5_seed1": ("global_drop_optional_0.5, seed 1",
-                                       ["--modes", "global", "--set", "part_drop=0.5", "--set",
-                                        "part_drop_optional=true", "--set", "seed=1"]),
+                                       ["--modes", "global", *OPTIONAL, "--set", "seed=1"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",
                     ["--modes", "global", "--set", "swap_scope=free"]),
 }  # fmt: skip

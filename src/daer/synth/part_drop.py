@@ -86,7 +86,7 @@ class PartDrop:
         cover = [float(((labels >> b) & 1).mean()) for b in range(len(names))]
         candidates = [b for b, c in enumerate(cover) if 0.0 < c <= self.max_cover]
         if self.optional_only:
-            candidates = [b for b in candidates if self._optional(labels, b, category)]
+            candidates = [b for b in candidates if _optional(*_remove(labels, b)[1:], category)]
         if not candidates:
             return None
         bit = candidates[int(rng.integers(len(candidates)))]
@@ -105,24 +105,24 @@ class PartDrop:
         rows = np.concatenate([keep, rng.choice(keep, size=len(labels) - len(keep), replace=True)])
         template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
         caption = render_caption(category, shown, template, "train", variant)
-        defining = not self._optional(labels, bit, category)
+        defining = not _optional(gone, left, category)
         return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption, defining)
-
-    @staticmethod
-    def _optional(labels: np.ndarray, bit: int, category: str) -> bool:
-        """Whether removing the points with ``bit`` removes whole parts whose every attribute can be absent."""
-        _, gone, left = _remove(labels, bit)
-        return all(
-            not (left >> b) & 1 and _absent_value(category, name) is not None
-            for b, name in enumerate(TAXONOMY[category])
-            if (gone >> b) & 1
-        )
 
 
 def _remove(labels: np.ndarray, bit: int) -> tuple[np.ndarray, int, int]:
     """(which points carry ``bit``, the union of their labels, the union of the other points' labels)."""
     drop = ((labels >> bit) & 1).astype(bool)
     return drop, _bits(labels[drop]), _bits(labels[~drop])
+
+
+def _optional(gone: int, left: int, category: str) -> bool:
+    """Whether a removal (``gone``: the removed points' labels, ``left``: the others', from :func:`_remove`)
+    removes whole parts whose every attribute can be absent."""
+    return all(
+        not (left >> b) & 1 and _absent_value(category, name) is not None
+        for b, name in enumerate(TAXONOMY[category])
+        if (gone >> b) & 1
+    )
 
 
 def _absent_value(category: str, attribute: str) -> str | None:

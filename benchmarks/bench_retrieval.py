@@ -99,13 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=0, help="override n")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--train-queries", type=int, default=20_000, help="queries that warm the success statistics")
+    ap.add_argument(
+        "--ers-codes", default="pq4fs", help="further ERS leaf codes measured beside the main ERS (comma list)"
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; do not update RESULTS.md")
     ap.add_argument("--json-out", default="", help="also write the raw benchmark JSON here")
     args = ap.parse_args(argv)
 
     spec = FULL if args.full else QUICK
     n = args.n or spec["n"]
-    cfg = BenchConfig(n=n, queries=args.queries, target_recall=spec["target"])
+    ers_codes = tuple(c for c in args.ers_codes.split(",") if c)
+    cfg = BenchConfig(n=n, queries=args.queries, target_recall=spec["target"], ers_codes=ers_codes)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     ablation: dict[str, Any] = {}
@@ -159,6 +163,7 @@ queries (exact: {cfg.exact_single_queries}), the faster of {result["threads"]} F
 {cfg.queries:,} per call with {result["threads"]} threads; medians of {cfg.repeats} runs.
 Each method is shown at its operating point: the fastest swept setting (one query per call) reaching
 recall@10 >= {spec["target"]} (or its most accurate setting). ERS: {cfg.ers}; IVF: {cfg.ivf}; HNSW: {cfg.hnsw}.
+ERS-<codes>: the same ERS settings with other leaf codes ({", ".join(cfg.ers_codes) or "none"}).
 
 | method | recall@10 | q/s 1 per call | q/s 1,000 per call | build s | bytes/vector | settings |
 |---|---:|---:|---:|---:|---:|---|

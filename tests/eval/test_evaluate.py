@@ -255,6 +255,9 @@ def _naive_reference(model: nn.Module, data: Path) -> dict:
     spec = model.score(model.encode_text([q.text for q in queries]), shapes).numpy()
     rel = [[M.spec_match((q.category, q.attributes), (r.category, r.attributes)) for r in recs] for q in queries]
     p = M.spec_precision(spec, np.array(rel), (1, 10))
+    answerable = np.array(rel).any(axis=1)  # spec_cat_p10 counts the queries spec_p10 counts
+    same_cat = np.array([[q.category == r.category for r in recs] for q in queries])
+    cat = M.spec_precision(spec[answerable], same_cat[answerable], (10,))[10] if answerable.any() else None
     shares = []  # grounding, one shape at a time through model.explain
     if model.config.mode == "haf":
         for r in recs:
@@ -269,6 +272,7 @@ def _naive_reference(model: nn.Module, data: Path) -> dict:
         "attr_acc": float(np.mean(pairs)),
         "spec_p1": p[1],
         "spec_p10": p[10],
+        "spec_cat_p10": cat,
         "grounding": float(np.mean(shares)) if shares else None,
         "n_shapes": len(recs),
     }

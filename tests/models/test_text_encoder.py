@@ -198,3 +198,29 @@ def test_cache_file_problems_fall_back_to_memory(tmp_path: Path) -> None:
     t.start()
     t.join()
     assert set(shared) == {"k"}
+
+
+def test_feature_noise_is_training_only_and_of_the_set_std() -> None:
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    enc = TinyTextEncoder(cfg)
+    assert cfg.tiny_width == cfg.embed_dim
+    with torch.no_grad():  # identity token projection: the token difference is the noise itself
+        enc.token_proj.weight.copy_(torch.eye(cfg.embed_dim))
+        enc.token_proj.bias.zero_()
+    enc.feature_noise = 0.3
+    captions = ["a chair with four legs and tall armrests beside a lamp"] * 64
+    enc.eval()
+    with torch.no_grad():
+        clean = enc(captions)
+        again = enc(captions)
+    torch.testing.assert_close(clean.tokens, again.tokens)  # no noise outside training
+    enc.train()
+    enc.blocks.eval()  # the tiny transformer's own dropout is 0; keep the comparison about the feature noise
+    with torch.no_grad():
+        noisy = enc(captions)
+    diff = (noisy.tokens - clean.tokens)[noisy.mask]
+    assert abs(float(diff.std()) - 0.3) < 0.02 and abs(float(diff.mean())) < 0.02
+    enc.feature_noise = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(enc(captions).tokens, clean.tokens)

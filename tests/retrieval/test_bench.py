@@ -50,3 +50,17 @@ def test_recall_at_ignores_padding() -> None:
     truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = np.array([[4, 3, 9, -1], [5, 6, 7, 8]])
     assert recall_at(found, truth) == pytest.approx((2 / 4 + 1) / 2)
+
+
+def test_ers_codes_add_methods_beside_the_main_ers() -> None:
+    cfg = BenchConfig(n=1500, dim=32, queries=30, methods=("exact", "ers"), ers_codes=("pq4fs",), repeats=1)
+    cfg.single_queries = cfg.exact_single_queries = 5
+    out = run_retrieval_bench(cfg)
+    by = {m["name"]: m for m in out["methods"]}
+    assert list(by) == ["exact", "ers", "ers-pq4fs"]
+    assert by["ers"]["params"]["codes"] == "sq8" and by["ers-pq4fs"]["params"]["codes"] == "pq4fs"
+    assert by["ers-pq4fs"]["params"]["pq_m"] == 16 and by["ers-pq4fs"]["recall_at_10"] > 0.9
+    assert {p["params"]["candidates"] for p in out["sweeps"]["ers-pq4fs"]} == set(cfg.pq4fs_reorders)
+    assert by["ers-pq4fs"]["bytes_per_vector"] < by["ers"]["bytes_per_vector"]  # 16 code bytes instead of 32
+    with pytest.raises(BadInputError, match="leaf codes"):
+        run_retrieval_bench(BenchConfig(n=100, dim=8, queries=5, ers_codes=("pq",)))

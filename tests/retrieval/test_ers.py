@@ -1,15 +1,17 @@
 """ERS: descent against a brute-force reference, equality with exact search at full coverage, statistics,
-re-ranking and concurrent searches."""
+re-ranking, concurrent searches and the 4-bit PQ fast-scan leaves."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import faiss
 import numpy as np
 import pytest
 
 from daer.errors import BadInputError
-from daer.retrieval.ers import ERSIndex
+from daer.retrieval.ers import ERSIndex, normalise_queries
+from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
 from daer.retrieval.tree import Tree, descend
 from tests.retrieval.conftest import exact_topk, recall
 
@@ -65,7 +67,7 @@ def test_tree_is_balanced_and_consistent(ers2: ERSIndex, small_data) -> None:
     assert sizes.max() < 6 * np.median(sizes)  # leaves sized in proportion, no giant list
 
 
-@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("flat", 2), ("sq8", 2)])
+@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("flat", 2), ("sq8", 2), ("pq4fs", 1), ("pq4fs", 2)])
 def test_full_beam_equals_exact_search(small_data, codes: str, spill: int) -> None:
     x, q = small_data
     index = ERSIndex.build(x, n_leaves=32, depth=2, codes=codes, niter=5, spill=spill)
@@ -166,3 +168,70 @@ def test_spill_stores_items_twice_and_finds_more(small_data) -> None:
     two.set_learning(True)
     two.search(q, k=10, beam=3, n_probe=4)
     assert two.successes[1].sum() == len(q) and np.all(two.successes[1] <= two.visits[1])
+
+
+# ---------------------------------------------------------------- pq4fs: 4-bit PQ fast-scan leaves + exact reorder
+PQ_DATA = SynthConfig(dim=64, latent_dim=12, n_clusters=200, hidden=32)
+
+
+@pytest.fixture(scope="module")
+def pq_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(database (20000, 64), queries (200, 64), exact top-10 ids from faiss.IndexFlatIP)."""
+    gen = SyntheticEmbeddings(PQ_DATA, seed=11)
+    x = gen.database(20_000)
+    q, _ = gen.queries(x, 200, seed=12)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    return x, q, flat.search(q, 10)[1]
+
+
+@pytest.fixture(scope="module")
+def pq_index(pq_data) -> ERSIndex:
+    return ERSIndex.build(pq_data[0], n_leaves=300, codes="pq4fs", spill=2, niter=8)
+
+
+def test_pq4fs_reaches_exact_recall_with_exact_scores(pq_index: ERSIndex, pq_data) -> None:
+    x, q, truth = pq_data
+    assert isinstance(pq_index.ivf, faiss.IndexIVFPQFastScan) and pq_index.ivf.by_residual
+    assert pq_index.config.pq_m == 32 and pq_index.ivf.code_size == 16  # d/2 sub-quantizers of 4 bits
+    s, ids = pq_index.search(q, k=10, beam=16, n_probe=48)
+    assert recall(ids, truth) >= 0.95
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    np.testing.assert_allclose(s, np.einsum("qkd,qd->qk", x[ids], qn), atol=1e-5)  # re-scored from floats
+    assert np.all(np.diff(s, axis=1) <= 0)
+    # the 4-bit scan itself ranks well (a random or mis-biased scan would not): few candidates already find most
+    assert recall(pq_index.search(q, k=10, beam=16, n_probe=48, candidates=20)[1], truth) >= 0.8
+
+
+def test_pq4fs_batch_equals_single_queries(pq_index: ERSIndex, pq_data) -> None:
+    _, q, _ = pq_data
+    s_b, i_b = pq_index.search(q[:40], k=10, beam=8, n_probe=16)  # one FAISS call for the block
+    singles = [pq_index.search(q[i], k=10, beam=8, n_probe=16) for i in range(40)]
+    np.testing.assert_array_equal(np.concatenate([i for _, i in singles]), i_b)
+    np.testing.assert_allclose(np.concatenate([s for s, _ in singles]), s_b, atol=1e-6)
+
+
+def test_pq4fs_reorder_setting_and_padded_leaves(small_data) -> None:
+    x, q = small_data
+    _, truth = exact_topk(x, q, 10)
+    few = ERSIndex.build(x, n_leaves=48, niter=5, codes="pq4fs", reorder=10)
+    many = ERSIndex.build(x, n_leaves=48, niter=5, codes="pq4fs", reorder=300)
+    r_few = recall(few.search(q, k=10, beam=8, n_probe=24)[1], truth)
+    assert recall(many.search(q, k=10, beam=8, n_probe=24)[1], truth) > r_few
+    s, ids = many.search(q, k=10, beam=1, n_probe=20)  # one level-1 node: fewer than 20 leaves, -1 padded
+    leaves = descend(many.tree, normalise_queries(q, x.shape[1]), 1, 20)[0]
+    assert (leaves < 0).any()
+    for row, lv in zip(ids, leaves, strict=True):
+        assert set(many.leaf_of[row[row >= 0]]) <= set(lv[lv >= 0])
+
+
+def test_pq4fs_bad_settings_are_refused(small_data) -> None:
+    x, _ = small_data  # d = 32
+    for bad in ({"pq_m": 7}, {"pq_m": -2}, {"refine": False}, {"reorder": -1}):
+        with pytest.raises(BadInputError, match="pq_m|refine|reorder"):
+            ERSIndex.build(x, n_leaves=16, niter=2, codes="pq4fs", **bad)
+    with pytest.raises(BadInputError, match="pq_m"):
+        ERSIndex.build(x, n_leaves=16, niter=2, codes="sq8", pq_m=8)
+    with pytest.raises(BadInputError, match="reorder"):
+        ERSIndex.build(x, n_leaves=16, niter=2, codes="flat", reorder=100)
+    assert ERSIndex.build(x, n_leaves=16, niter=2, codes="pq4fs", pq_m=8).ivf.code_size == 4  # d/M = 4 is fine

@@ -18,7 +18,7 @@ def _ers(x: np.ndarray, codes: str = "flat", spill: int = 1) -> ERSIndex:
     return ERSIndex.build(x, n_leaves=24, depth=2, niter=5, codes=codes, spill=spill, model_hash="model-a")
 
 
-@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("sq8", 2)])
+@pytest.mark.parametrize("codes,spill", [("flat", 1), ("sq8", 1), ("sq8", 2), ("pq4fs", 1), ("pq4fs", 2)])
 def test_ers_round_trip_same_results_and_stats(tmp_path: Path, small_data, codes: str, spill: int) -> None:
     x, q = small_data
     index = _ers(x, codes, spill)
@@ -35,6 +35,7 @@ def test_ers_round_trip_same_results_and_stats(tmp_path: Path, small_data, codes
     ):
         np.testing.assert_array_equal(s_a, s_b)
     assert loaded.config.codes == codes and (loaded.vectors is not None) == (codes != "flat")
+    assert type(loaded.ivf) is type(index.ivf) and loaded.config == index.config
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["method"] == "ers" and manifest["count"] == len(x) and manifest["dim"] == x.shape[1]
     assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
@@ -51,6 +52,33 @@ def test_baseline_round_trip_through_load_index(tmp_path: Path, small_data, cls)
     assert type(loaded) is cls
     for a, b in zip(index.search(q, k=7), loaded.search(q, k=7), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_index_written_before_pq4fs_still_loads(tmp_path: Path, small_data) -> None:
+    x, q = small_data
+    index = _ers(x, "sq8", 2)
+    index.save(tmp_path / "idx")
+    path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key in ("pq_m", "reorder"):  # the config of an index saved before these fields existed
+        del manifest["meta"]["config"][key]
+    path.write_text(json.dumps(manifest))
+    loaded = load_index(tmp_path / "idx")
+    assert loaded.config.pq_m == 0 and loaded.config.reorder == 0
+    for a, b in zip(index.search(q, k=10, beam=3, n_probe=6), loaded.search(q, k=10, beam=3, n_probe=6), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pq4fs_index_without_vectors_is_refused(tmp_path: Path, small_data) -> None:
+    x, _ = small_data
+    _ers(x, "pq4fs").save(tmp_path / "idx")
+    path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["files"]["vectors.npy"]
+    path.write_text(json.dumps(manifest))
+    (tmp_path / "idx" / "vectors.npy").unlink()
+    with pytest.raises(IntegrityError, match="float vectors"):
+        ERSIndex.load(tmp_path / "idx")
 
 
 def test_damaged_files_are_refused(tmp_path: Path, small_data) -> None:

@@ -18,7 +18,8 @@ What is measured (SYNTH_SPEC.md, "Relevance and metrics"):
   pair is right when the true caption outscores all of them.
 - **Spec queries** (``spec_p1``, ``spec_p10``, Align3D-Synth only): ``spec_queries`` from the held-out
   templates; P@k out of min(k, relevant shapes), queries with no relevant shape left out; same
-  re-ranking protocol as instance retrieval.
+  re-ranking protocol as instance retrieval. ``spec_cat_p10``: the share of those top 10 in the query's
+  category (whatever their attributes), which tells a query's category misread from its attributes.
 - **Grounding** (``grounding``): the share of a value word's HAF attention on the points of the parts that
   express it, on up to ``grounding_shapes`` of the evaluated shapes (:mod:`daer.eval.grounding`); None for a
   model in mode ``global`` and for data without part labels.
@@ -36,6 +37,7 @@ features (tokens) are kept for the second pass, O(n · T · D), except in mode `
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,7 +59,7 @@ from daer.synth.taxonomy import CATEGORIES
 
 EVAL_KEYS: tuple[str, ...] = (
     "t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10",
-    "zeroshot_top1", "attr_acc", "spec_p1", "spec_p10", "grounding", "n_shapes",
+    "zeroshot_top1", "attr_acc", "spec_p1", "spec_p10", "spec_cat_p10", "grounding", "n_shapes",
 )  # fmt: skip
 GENERIC_PROMPTS: tuple[str, ...] = (
     "a {name}",
@@ -288,7 +290,8 @@ def evaluate(
 
     Returns:
         ``{"t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10", "zeroshot_top1", "attr_acc",
-        "spec_p1", "spec_p10", "grounding"}`` as fractions in [0, 1] or None where they do not apply, and
+        "spec_p1", "spec_p10", "spec_cat_p10", "grounding"}``
+        as fractions in [0, 1] or None where they do not apply, and
         ``n_shapes``.
     """
     if split not in SPLITS:
@@ -413,6 +416,12 @@ def _run(
         ranked = np.take_along_axis(mask, codes[idx[:, :10]], 1)  # (Q, 10) relevance of the top 10
         p = M.precision_at_k(ranked, n_rel, (1, 10))
         out["spec_p1"], out["spec_p10"] = p[1], p[10]
+        shape_cats = np.asarray(meta.categories)[idx[:, :10]]  # (Q, 10)
+        same_cat = shape_cats == np.array([q.category for q in queries])[:, None]
+        per_cat = Counter(meta.categories)
+        n_cat = np.array([per_cat[q.category] for q in queries])
+        keep = n_rel > 0  # the queries spec_p10 counts
+        out["spec_cat_p10"] = M.precision_at_k(same_cat[keep], n_cat[keep], (10,))[10]
     return out
 
 

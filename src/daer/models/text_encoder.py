@@ -78,12 +78,26 @@ def _check_captions(captions: list[str]) -> None:
 
 
 def _pool_and_project(
-    hidden: Tensor, mask: Tensor, word_pos: Tensor, word_mask: Tensor, token_proj: nn.Module, global_proj: nn.Module
+    hidden: Tensor,
+    mask: Tensor,
+    word_pos: Tensor,
+    word_mask: Tensor,
+    token_proj: nn.Module,
+    global_proj: nn.Module,
+    noise: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
-    """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S)."""
+    """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S).
+
+    ``noise`` > 0 adds isotropic Gaussian noise of that std to the pooled and word features before they
+    are projected (training only): input noise acts as a ridge penalty on the projections, so directions
+    the training captions barely vary in (where unseen words differ most) get small weights.
+    """
     m = mask.to(hidden.dtype)[..., None]  # (B, S, 1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
     words = torch.gather(hidden, 1, word_pos[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, T, H)
+    if noise > 0:
+        pooled = pooled + noise * torch.randn_like(pooled)
+        words = words + noise * torch.randn_like(words)
     tokens = token_proj(words) * word_mask[..., None].to(hidden.dtype)  # (B, T, D)
     return tokens, F.normalize(global_proj(pooled), dim=-1)
 
@@ -126,6 +140,7 @@ class TinyTextEncoder(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.token_proj = nn.Linear(w, cfg.embed_dim)
         self.global_proj = nn.Linear(w, cfg.embed_dim)
+        self.feature_noise = 0.0  # std of the training-time feature noise (see _pool_and_project)
 
     @property
     def encoder_hash(self) -> str:
@@ -152,7 +167,8 @@ class TinyTextEncoder(nn.Module):
             pos[i, : len(k)] = torch.tensor(k)
             word_mask[i, : len(k)] = True
         pos, word_mask = pos.to(ids.device), word_mask.to(ids.device)
-        tokens, g = _pool_and_project(x, mask, pos, word_mask, self.token_proj, self.global_proj)
+        noise = self.feature_noise if self.training else 0.0
+        tokens, g = _pool_and_project(x, mask, pos, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, [[w[j] for j in k] for w, k in zip(words, keep, strict=True)])
 
 
@@ -236,6 +252,7 @@ class HFTextEncoder(nn.Module):
         self.cache = cache if cache is not None else TextFeatureCache(default_cache_path())
         self.token_proj = nn.Linear(hidden, cfg.embed_dim)
         self.global_proj = nn.Linear(hidden, cfg.embed_dim)
+        self.feature_noise = 0.0  # std of the training-time feature noise (see _pool_and_project)
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict key prefixes (relative to this module) of weights that are never trained."""
@@ -308,7 +325,8 @@ class HFTextEncoder(nn.Module):
             pos_t[i, : len(p)] = torch.tensor(p)
             word_mask[i, : len(p)] = True
         pos_t, word_mask = pos_t.to(device), word_mask.to(device)
-        tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, self.token_proj, self.global_proj)
+        noise = self.feature_noise if self.training else 0.0
+        tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, word_lists)
 
 

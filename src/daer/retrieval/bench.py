@@ -1,10 +1,14 @@
 """Retrieval benchmark: exact, ERS, IVF and HNSW on the same synthetic embeddings, in the same run.
 
-For every approximate method the search knobs are swept (ERS: beam × n_probe; IVF: nprobe; HNSW:
-efSearch) in order of increasing cost, as FAISS's ``OperatingPoints`` does, and the Pareto frontier of
-recall@k against single-query throughput is kept. Each method is then reported at its *operating
-point*: the fastest swept setting whose recall reaches ``target_recall`` (or its most accurate setting
-if none does), so methods are compared at (nearly) equal recall rather than at arbitrary settings.
+``ers_codes`` adds ERS indexes with other leaf codes (e.g. ``pq4fs``, ``flat``), built with the same settings
+otherwise and reported as methods ``ers-<codes>`` beside the main ``ers`` (whose codes ``ers`` sets).
+
+For every approximate method the search knobs are swept (ERS: beam × n_probe, for pq4fs leaves also
+the candidates re-scored exactly; IVF: nprobe; HNSW: efSearch) in order of increasing cost, as FAISS's
+``OperatingPoints`` does, and the Pareto frontier of recall@k against single-query throughput is kept.
+Each method is then reported at its *operating point*: the fastest swept setting whose recall reaches
+``target_recall`` (or its most accurate setting if none does), so methods are compared at (nearly) equal
+recall rather than at arbitrary settings.
 
 Measurements:
 
@@ -30,7 +34,8 @@ import numpy as np
 
 from daer.errors import BadInputError
 from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
-from daer.retrieval.ers import ERSIndex
+from daer.retrieval.ers import CODES as ERS_CODES
+from daer.retrieval.ers import PQ4FS, ERSIndex
 from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
 from daer.utils.threads import resolve_threads
 
@@ -54,7 +59,9 @@ class BenchConfig:
     stop_recall: float = 0.998  # a sweep stops once it reaches this recall
     methods: tuple[str, ...] = METHODS
     ers: dict[str, Any] = field(default_factory=lambda: {"codes": "sq8", "depth": 2, "leaf_size": 64, "spill": 2})
+    ers_codes: tuple[str, ...] = ()  # further ERS leaf codes, each measured as method "ers-<codes>"
     ers_beams: tuple[int, ...] = (8, 16, 32)
+    pq4fs_reorders: tuple[int, ...] = (128, 256)  # candidates re-scored exactly, swept for pq4fs leaves
     n_probes: tuple[int, ...] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
     ivf: dict[str, Any] = field(default_factory=lambda: {"codes": "flat"})
     hnsw: dict[str, Any] = field(default_factory=lambda: {"m": 32, "ef_construction": 40})
@@ -169,8 +176,10 @@ def build_method(name: str, x: np.ndarray, cfg: BenchConfig) -> Any:
     """Build one method's index with the benchmark's settings."""
     if name == "exact":
         return ExactIndex.build(x)
-    if name == "ers":
+    if name == "ers" or name.startswith("ers-"):
         settings = dict(cfg.ers)
+        if name != "ers":
+            settings["codes"] = name.removeprefix("ers-")
         leaf_size = settings.pop("leaf_size", 64)
         settings.setdefault("n_leaves", max(1, len(x) // leaf_size))
         return ERSIndex.build(x, seed=cfg.seed, **settings)
@@ -183,9 +192,13 @@ def build_method(name: str, x: np.ndarray, cfg: BenchConfig) -> Any:
 
 def method_grid(name: str, index: Any, cfg: BenchConfig) -> list[list[dict[str, Any]]]:
     """Sweep chains of one method, each in increasing cost."""
-    if name == "ers":
+    if isinstance(index, ERSIndex):
         leaves = index.tree.n_leaves
-        return [[{"beam": b, "n_probe": p} for p in cfg.n_probes if p <= leaves] for b in cfg.ers_beams]
+        # pq4fs: how many candidates the exact reorder needs is measured, not guessed (search's ``candidates``)
+        extra = [{"candidates": c} for c in cfg.pq4fs_reorders] if index.config.codes == PQ4FS else [{}]
+        return [
+            [{"beam": b, "n_probe": p, **e} for p in cfg.n_probes if p <= leaves] for b in cfg.ers_beams for e in extra
+        ]
     if name == "ivf":
         nlist = index.settings["nlist"]
         return [[{"nprobe": p} for p in cfg.n_probes if p <= nlist]]
@@ -210,6 +223,12 @@ def run_retrieval_bench(
     for m in cfg.methods:
         if m not in METHODS:
             raise BadInputError(f"unknown retrieval method {m!r} (known: {', '.join(METHODS)})")
+    for c in cfg.ers_codes:
+        if c not in ERS_CODES:
+            raise BadInputError(f"unknown ERS leaf codes {c!r} (known: {', '.join(ERS_CODES)})")
+    runs = [r for m in cfg.methods for r in ([m, *(f"ers-{c}" for c in cfg.ers_codes)] if m == "ers" else [m])]
+    if len(set(runs)) != len(runs):
+        raise BadInputError(f"bench: methods and ers_codes name a method twice: {runs}")
     if cfg.n < 1 or cfg.queries < 1 or cfg.k < 1:
         raise BadInputError(f"bench: n, queries and k must be >= 1, got n={cfg.n} queries={cfg.queries} k={cfg.k}")
     threads = _threads(cfg)
@@ -220,7 +239,7 @@ def run_retrieval_bench(
     exact_entry, truth = _exact(cfg, x, q, log)
     results = [exact_entry] if "exact" in cfg.methods else []
     sweeps: dict[str, list[dict[str, Any]]] = {}
-    for name in cfg.methods:
+    for name in runs:
         if name == "exact":
             continue
         t0 = time.perf_counter()
@@ -277,9 +296,10 @@ def _threads(cfg: BenchConfig) -> int:
 
 
 def _settings(name: str, index: Any) -> dict[str, Any]:
-    if name == "ers":
+    if isinstance(index, ERSIndex):
         c = index.config
-        return {"codes": c.codes, "refine": c.refine, "depth": c.depth, "n_leaves": index.tree.n_leaves}
+        out = {"codes": c.codes, "refine": c.refine, "depth": c.depth, "n_leaves": index.tree.n_leaves}
+        return {**out, "pq_m": c.pq_m, "reorder": c.reorder or "auto"} if c.codes == PQ4FS else out
     return dict(getattr(index, "settings", {}))
 
 

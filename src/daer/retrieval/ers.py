@@ -5,9 +5,10 @@ Query path, per query ``q`` (unit norm):
 1. descend the tree (:func:`daer.retrieval.tree.descend`) with node score
    ``sim(q, centroid) + β·success_rate + c·√(ln N_parent / N_child)``, keeping ``beam`` nodes per
    internal level and ``n_probe`` leaves;
-2. scan those leaves, which are the inverted lists of a FAISS IVF index (Flat or SQ8 codes), with
-   ``search_preassigned`` (its ``nprobe`` is the number of leaves passed per query);
-3. keep the top ``candidates`` by global cosine (SQ8 scores re-scored exactly when ``refine``);
+2. scan those leaves, which are the inverted lists of a FAISS IVF index (Flat, SQ or 4-bit PQ fast-scan
+   codes), with ``search_preassigned`` (its ``nprobe`` is the number of leaves passed per query);
+3. keep the top ``candidates`` by global cosine (quantised scores re-scored exactly from the float vectors
+   when ``refine``; ``reorder`` sets how many);
 4. optionally re-rank the top ``rerank_depth`` with ``reranker(query_index, ids) -> scores`` (the HAF fine
    score of the model); the result is the top ``k``.
 
@@ -45,6 +46,14 @@ SQ_CODES = {
     "fp16": faiss.ScalarQuantizer.QT_fp16,
     "bf16": faiss.ScalarQuantizer.QT_bf16,
 }
+# "pq4fs": product quantisation with 4-bit sub-quantizers of the residual to the leaf centroid, stored in
+# FAISS fast-scan blocks (IndexIVFPQFastScan) whose 16-entry look-up tables live in SIMD registers. Its scores
+# are coarse (at d/M = 2, ~0.02 off at unit norm), so it only picks candidates: refine is required, and a few
+# hundred are re-scored from the float vectors.
+PQ4FS = "pq4fs"
+PQ4FS_REORDER = 256  # default candidates re-scored per query with pq4fs (at least 8·k); at d=256, n=20k,
+# n_probe=64: 128 reach the recall of unlimited re-scoring with pq_m = d/2, 256 with pq_m = d/4
+CODES = ("flat", *SQ_CODES, PQ4FS)
 _PARAMS: dict[int, faiss.SearchParametersIVF] = {}  # read-only after creation, shared by threads
 
 Reranker = Callable[[int, np.ndarray], np.ndarray]  # (query index, candidate ids (R,)) -> scores (R,)
@@ -57,8 +66,10 @@ class ERSConfig:
     n_leaves: int = 0  # leaves (inverted lists); 0 → about n / 64
     depth: int = 2  # levels below the root
     top_nodes: int = 0  # nodes at level 1 (0: n_leaves^(1/depth))
-    codes: str = "flat"  # leaf codes: "flat" (float32), "sq8", "sq8_dim", "fp16" or "bf16" (see SQ_CODES)
+    codes: str = "flat"  # leaf codes: "flat" (float32), "sq8", "sq8_dim", "fp16", "bf16" (see SQ_CODES) or "pq4fs"
     refine: bool = True  # with quantised codes: keep float vectors and re-score the top candidates exactly
+    pq_m: int = 0  # "pq4fs" sub-quantizers (4 bits each, must divide d); 0 → d/2 (2 dimensions per 4-bit code)
+    reorder: int = 0  # candidates re-scored exactly when refining; 0 → 2·k (SQ codes) or max(256, 8·k) (pq4fs)
     train_per_leaf: int = 64  # k-means training items per leaf
     assign_beam: int = 4  # beam used to assign items to leaves at build time
     spill: int = 1  # leaves holding each item: 1, or 2 to also store it in its second-best leaf (SPANN-style)
@@ -97,8 +108,10 @@ class ERSIndex:
         self.ids = ids  # (n,) user ids; FAISS stores row numbers
         self.leaf_of = leaf_of  # (n,) leaf of each row
         self.spill_of = spill_of  # (n, spill-1) further leaves holding each row (-1: none), or None
-        self.vectors = vectors  # (n, d) float32 for exact re-scoring, or None
+        self.vectors = vectors  # (n, d) C-contiguous float32 for exact re-scoring (FAISS reads it), or None
         self.model_hash = model_hash
+        # residual codes (pq4fs) score <q, leaf centroid> + <q, code>: the scan needs the first term per leaf
+        self._leaf_bias = bool(ivf.by_residual)
         sizes = tree.level_sizes()
         if stats is None:
             stats = ([np.zeros(s) for s in sizes], [np.zeros(s) for s in sizes], np.zeros(1))
@@ -132,8 +145,7 @@ class ERSIndex:
         ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.shape != (n,):
             raise BadInputError(f"ERS build: ids must have shape ({n},), got {ids.shape}")
-        if cfg.codes not in ("flat", *SQ_CODES):
-            raise BadInputError(f"ERS build: codes must be one of flat, {', '.join(SQ_CODES)}; got {cfg.codes!r}")
+        cfg.pq_m = _check_codes(cfg, d)
         n_leaves = cfg.n_leaves or max(1, n // 64)
         rng = np.random.default_rng(cfg.seed)
         n_train = min(n, n_leaves * cfg.train_per_leaf)
@@ -155,6 +167,9 @@ class ERSIndex:
         if cfg.codes == "flat":
             ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             ivf.is_trained = True
+        elif cfg.codes == PQ4FS:  # filled as a plain IVFPQ (add_core takes our leaves), packed into blocks below
+            ivf = faiss.IndexIVFPQ(quantizer, d, nlist, cfg.pq_m, 4, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(train)  # codebooks of the residuals to the leaf centroids; the quantizer is kept as is
         else:
             qtype = SQ_CODES[cfg.codes]
             ivf = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, qtype, faiss.METRIC_INNER_PRODUCT, False)
@@ -169,7 +184,9 @@ class ERSIndex:
                     (block, rows_b, lists) if ok.all() else (np.ascontiguousarray(block[ok]), rows_b[ok], lists[ok])
                 )
                 ivf.add_core(len(b), faiss.swig_ptr(b), faiss.swig_ptr(r), faiss.swig_ptr(li))
-        vectors = np.asarray(x, dtype=np.float32) if cfg.codes != "flat" and cfg.refine else None
+        if cfg.codes == PQ4FS:
+            ivf = _to_fast_scan(ivf, quantizer)
+        vectors = np.ascontiguousarray(x, dtype=np.float32) if cfg.codes != "flat" and cfg.refine else None
         return cls(cfg, tree, ivf, ids, leaf_of, vectors, spill_of, model_hash=model_hash)
 
     # ------------------------------------------------------------------ properties
@@ -278,7 +295,8 @@ class ERSIndex:
             k: results per query.
             beam: nodes kept per internal level (default ``config.beam``).
             n_probe: leaves scanned per query (default ``config.n_probe``).
-            candidates: C, candidates kept by global cosine (default: k, or more for re-ranking/refining).
+            candidates: C, candidates kept by global cosine (default: k, or ``config.reorder`` when refining,
+                or more for re-ranking).
             reranker: optional fine scorer ``(query_index, ids (R,)) -> scores (R,)``.
             rerank_depth: R, how many top candidates the reranker re-orders (0 = off).
 
@@ -291,16 +309,17 @@ class ERSIndex:
         beam = self.config.beam if beam is None else beam
         n_probe = min(self.config.n_probe if n_probe is None else n_probe, self.tree.n_leaves)
         depth_r = rerank_depth if reranker is not None else 0
+        if candidates is not None and candidates < 0:
+            raise BadInputError(f"ERS search: candidates must be >= 0, got {candidates}")
         refine = self.vectors is not None
-        c = candidates or max(k, depth_r, 2 * k if refine else k)
-        c = max(c, k, depth_r)
+        c = max(candidates or (self._reorder(k) if refine else k), k, depth_r)
         leaves, kept = descend(self.tree, q, beam, n_probe, vectors=self._node_vectors())
         if self.spill_of is None:
             scores, rows = self._scan(q, leaves, c)
         else:  # an item may sit in several scanned leaves: over-fetch, then keep each row once
             scores, rows = _dedupe(*self._scan(q, leaves, c * self.config.spill), c)
         if refine:
-            scores, rows = self._rescore(q, scores, rows)
+            scores, rows = self._rescore(q, rows)
         if depth_r > 0:
             scores, rows = self._rerank(scores, rows, reranker, depth_r)
         scores, rows = scores[:, :k], rows[:, :k]
@@ -309,12 +328,21 @@ class ERSIndex:
         found = rows >= 0
         return np.where(found, scores, -np.inf).astype(np.float32), np.where(found, self.ids[np.maximum(rows, 0)], -1)
 
+    def _reorder(self, k: int) -> int:
+        """Candidates re-scored from the float vectors for a top-``k`` search (``config.reorder``, 0: auto)."""
+        if self.config.reorder > 0:
+            return self.config.reorder
+        return max(PQ4FS_REORDER, 8 * k) if self.config.codes == PQ4FS else 2 * k
+
     def _scan(self, q: np.ndarray, leaves: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS scan of the given leaves (Q, n_probe): top ``c`` rows by code inner product."""
         n_q, n_probe = leaves.shape
         dist = np.empty((n_q, c), dtype=np.float32)
         rows = np.empty((n_q, c), dtype=np.int64)
-        coarse = np.zeros((n_q, n_probe), dtype=np.float32)
+        if self._leaf_bias:
+            leaves, coarse = self._leaf_scores(q, leaves)
+        else:
+            coarse = np.zeros((n_q, n_probe), dtype=np.float32)
         params = _PARAMS.get(n_probe)
         if params is None:
             params = _PARAMS.setdefault(n_probe, faiss.SearchParametersIVF(nprobe=n_probe))  # nprobe == leaves/query
@@ -331,14 +359,36 @@ class ERSIndex:
         )
         return dist, rows
 
-    def _rescore(self, q: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosine of the scanned candidates from the float vectors, re-sorted."""
-        vec = self.vectors[np.maximum(rows, 0).ravel()].reshape(*rows.shape, -1)  # (Q, C, d)
-        exact = np.einsum("qcd,qd->qc", vec, q)  # (Q, C); einsum: no BLAS threads fighting FAISS's
-        exact[rows < 0] = -np.inf
-        order = np.argsort(-exact, axis=1, kind="stable")
-        r = np.arange(len(rows))[:, None]
-        return exact[r, order], rows[r, order]
+    def _leaf_scores(self, q: np.ndarray, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(leaves, <q, leaf centroid>), both (Q, n_probe): the same leaves per query, best first, -1 last."""
+        n_q, n_probe = leaves.shape
+        cents = self.tree.centroids[-1]  # the rows the IVF quantizer holds (refit before it was filled)
+        sims = np.empty((n_q, n_probe), dtype=np.float32)
+        out = np.empty((n_q, n_probe), dtype=np.int64)
+        leaves = np.ascontiguousarray(leaves, dtype=np.int64)
+        # the row stride (last argument) is passed: FAISS 1.15 takes its default ld_ids=-1 literally
+        faiss.knn_inner_products_by_idx(
+            faiss.swig_ptr(q), faiss.swig_ptr(cents), faiss.swig_ptr(leaves), self.dim, n_q, len(cents), n_probe,
+            n_probe, faiss.swig_ptr(sims), faiss.swig_ptr(out), n_probe,
+        )  # fmt: skip
+        return out, sims
+
+    def _rescore(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of the scanned candidates from the float vectors, re-sorted.
+
+        FAISS reads the candidate rows in place (no (Q, C, d) copy, which for a 1,000-query block of 256
+        candidates at d=256 would be 256 MB); a row of -1 ends a query's candidates, as FAISS pads at the end.
+        """
+        n_q, c = rows.shape
+        exact = np.empty((n_q, c), dtype=np.float32)
+        out = np.empty((n_q, c), dtype=np.int64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        faiss.knn_inner_products_by_idx(
+            faiss.swig_ptr(q), faiss.swig_ptr(self.vectors), faiss.swig_ptr(rows), self.dim, n_q, len(self.vectors),
+            c, c, faiss.swig_ptr(exact), faiss.swig_ptr(out), c,
+        )  # fmt: skip
+        exact[out < 0] = -np.inf
+        return exact, out
 
     def _rerank(
         self, scores: np.ndarray, rows: np.ndarray, reranker: Reranker, depth: int
@@ -404,7 +454,11 @@ class ERSIndex:
             ivf = folder.faiss("ivf")
             if not isinstance(ivf, faiss.IndexIVF):
                 raise TypeError(f"ivf.faiss holds a {type(ivf).__name__}, not an IVF index")
+            if (cfg.codes == PQ4FS) != isinstance(ivf, faiss.IndexIVFPQFastScan):
+                raise TypeError(f"codes {cfg.codes!r} stored as a {type(ivf).__name__}")
             wants = cfg.codes != "flat" and cfg.refine  # a folder may hold vectors for other readers too
+            if cfg.codes == PQ4FS and not folder.has("vectors", ".npy"):
+                raise KeyError(f"codes {PQ4FS!r} need the float vectors, and vectors.npy is missing")
             vectors = folder.array("vectors", mmap=mmap_vectors) if wants and folder.has("vectors", ".npy") else None
             spill_of = folder.array("spill_of") if folder.has("spill_of", ".npy") else None
             ids, leaf_of = folder.array("ids"), folder.array("leaf_of")
@@ -416,6 +470,48 @@ class ERSIndex:
         if ivf.ntotal != copies or ivf.nlist != tree.n_leaves or ivf.d != tree.dim:
             raise IntegrityError(f"index {folder.path}: FAISS index does not match the tree and ids")
         return index
+
+
+def _check_codes(cfg: ERSConfig, d: int) -> int:
+    """Refuse bad leaf-code settings with a clear message; returns the resolved ``pq_m`` (0 unless pq4fs)."""
+    if cfg.codes not in CODES:
+        raise BadInputError(f"ERS build: codes must be one of {', '.join(CODES)}; got {cfg.codes!r}")
+    if cfg.reorder < 0:
+        raise BadInputError(f"ERS build: reorder must be >= 0 (0: automatic), got {cfg.reorder}")
+    if cfg.reorder > 0 and (cfg.codes == "flat" or not cfg.refine):
+        raise BadInputError(
+            f"ERS build: reorder={cfg.reorder} needs quantised codes with refine=True (codes={cfg.codes!r}, "
+            f"refine={cfg.refine}): nothing else is re-scored"
+        )
+    if cfg.codes != PQ4FS:
+        if cfg.pq_m:
+            raise BadInputError(f"ERS build: pq_m applies to codes {PQ4FS!r} only, got codes={cfg.codes!r}")
+        return 0
+    if not cfg.refine:
+        raise BadInputError(
+            f"ERS build: codes {PQ4FS!r} need refine=True (4-bit PQ scores only pick candidates; the float "
+            "vectors re-score them)"
+        )
+    m = cfg.pq_m or (d // 2 if d % 2 == 0 else d)
+    if m < 1 or d % m != 0:
+        raise BadInputError(
+            f"ERS build: pq_m must be a positive divisor of the dimension {d} (e.g. {d // 2 if d % 2 == 0 else d}: "
+            f"2 dimensions per 4-bit code; 0 picks that), got {cfg.pq_m}"
+        )
+    return m
+
+
+def _to_fast_scan(pq: faiss.IndexIVFPQ, quantizer: faiss.IndexFlatIP) -> faiss.IndexIVFPQFastScan:
+    """Repack a filled 4-bit IVFPQ into fast-scan blocks (FAISS's own conversion); the result owns the quantizer.
+
+    The detour is needed because ``IndexIVFFastScan.add_core`` stores the codes unpacked (FAISS 1.15: searches
+    then read garbage), while ``IndexIVFPQ.add_core`` takes the leaves chosen by the tree as they are.
+    """
+    ivf = faiss.IndexIVFPQFastScan(pq)
+    quantizer.this.disown()  # shared with ``pq``, which does not own it; freed with the fast-scan index
+    ivf.own_fields = True
+    ivf.referenced_objects = []  # would keep ``pq`` (a second copy of the codes) alive
+    return ivf
 
 
 def _dedupe(scores: np.ndarray, rows: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

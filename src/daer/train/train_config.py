@@ -22,7 +22,8 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 # Fields added after runs existed, with the value that reproduces a run whose saved config lacks them
 # (a resumed old run must not switch on what it was not trained with).
 OFF_WHEN_ABSENT: dict[str, Any] = {
-    "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False
+    "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False,
+    "text_noise": 0.0,
 }  # fmt: skip
 
 
@@ -56,6 +57,7 @@ class TrainConfig:
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
     part_drop_within: bool = False  # a view that lost a part its category needs is contrasted within its category
+    text_noise: float = 0.0  # std of Gaussian noise on the text features before projection (a ridge on them)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -107,6 +109,8 @@ class TrainConfig:
             raise BadInputError(
                 "weight_decay, grad_clip, fine_weight, swap_negatives and the ground/part weights must be >= 0"
             )
+        if not 0.0 <= self.text_noise < float("inf"):
+            raise BadInputError(f"text_noise must be a finite value >= 0, got {self.text_noise}")
         if not 0.0 <= self.part_drop <= 1.0:
             raise BadInputError(f"part_drop must be in [0, 1], got {self.part_drop}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -92,6 +92,7 @@ class Trainer:
         if cfg.text_encoder:
             overrides["text_encoder"] = cfg.text_encoder
         self.model: DaerModel = create_model(cfg.config, **overrides).to(self.device)
+        self.model.text.feature_noise = cfg.text_noise
         self._seed_rngs()
 
         self.dataset = self._build_dataset()

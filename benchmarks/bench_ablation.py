@@ -26,8 +26,9 @@ LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":fal
 CONTEXT = '{"point_context":true}'
 
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
-# Every row runs without part drop, and part drop of any part, unless its own arguments say otherwise.
-BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false"]
+# Every row runs without part drop (and part drop of any part) and without text-feature noise, unless its own
+# arguments say otherwise: the settings the rows were first measured with.
+BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false", "--set", "text_noise=0"]
 HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
 # any part on half of the shapes; a view without a part its category needs is contrasted within its category
 OPTIONAL = ["--set", "part_drop=0.5", "--set", "part_drop_optional=true"]  # the default part drop
@@ -74,7 +75,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                          [*HAF, "--set", "part_drop=0.25",
                           "--set", "part_drop_absent=true"]),
     "drop_optional_0.5": ("ground_0.5 + part drop of optional parts only (armrests, a chimney), captioned absent, "
-                          "on half of the shapes that have one: the default",
+                          "on half of the shapes that have one: the default before text noise",
                           [*HAF, *OPTIONAL]),
     "drop_within_0.5": ("ground_0.5 + part drop of any part on half of the shapes (an optional one captioned absent); "
                         "a view that lost a part its category needs is contrasted only with its own category",
@@ -83,7 +84,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                 [*HAF, *OPTIONAL, "--set", "seed=1"]),
     "noise_0.15": ("drop_optional_0.5 + Gaussian noise (std 0.15) on the text features before projection",
                    [*HAF, *OPTIONAL, "--set", "text_noise=0.15"]),
-    "noise_0.05": ("drop_optional_0.5 + Gaussian noise (std 0.05) on the text features before projection",
+    "noise_0.05": ("drop_optional_0.5 + Gaussian noise (std 0.05) on the text features before projection: the "
+                   "default",
                    [*HAF, *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_noise_0.15": ("global_drop_optional_0.5 + text feature noise (std 0.15)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.15"]),

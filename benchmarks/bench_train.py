@@ -33,8 +33,6 @@ GOALS: tuple[tuple[str, float], ...] = (
 )  # fmt: skip
 MARGINS: tuple[tuple[str, float], ...] = (("attr_acc", 0.05), ("spec_p10", 0.05))  # HAF minus global
 EMBED_GOAL = 300.0  # shapes/s for the small config on 2 cores
-EVAL_KEYS = ("t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10",
-             "zeroshot_top1", "attr_acc", "spec_p1", "spec_p10", "grounding", "n_shapes")  # fmt: skip
 DIAG_SHAPES = 1000  # training shapes evaluated for the diagnosis
 
 
@@ -248,6 +246,8 @@ def render(args: argparse.Namespace, info: dict[str, Any], results: dict[str, di
     lines += ["", "Test split" + (f" ({args.eval_max} shapes sampled)" if args.eval_max else "") + ":", ""]
     head = "| metric | " + " | ".join(modes) + (" | haf − global |" if {"haf", "global"} <= set(modes) else " |")
     lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
+    from daer.eval.evaluate import EVAL_KEYS
+
     for k in EVAL_KEYS:
         vals = [results[m]["test"].get(k) for m in modes]
         row = f"| {k} | " + " | ".join(_f(v) for v in vals) + " |"
@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(cores)
+    from daer.eval.evaluate import EVAL_KEYS
     from daer.train.train_config import TrainConfig
 
     manifest, build_s = ensure_data(data, args.n, args.seed, workers=min(2, cores))

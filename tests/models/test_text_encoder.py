@@ -200,7 +200,7 @@ def test_cache_file_problems_fall_back_to_memory(tmp_path: Path) -> None:
     assert set(shared) == {"k"}
 
 
-def test_feature_noise_is_training_only_and_of_the_set_std() -> None:
+def test_feature_noise_is_training_only_of_the_set_std_and_seeded_per_caption() -> None:
     torch.manual_seed(0)
     cfg = load_config("tiny")
     enc = TinyTextEncoder(cfg)
@@ -209,18 +209,23 @@ def test_feature_noise_is_training_only_and_of_the_set_std() -> None:
         enc.token_proj.weight.copy_(torch.eye(cfg.embed_dim))
         enc.token_proj.bias.zero_()
     enc.feature_noise = 0.3
-    captions = ["a chair with four legs and tall armrests beside a lamp"] * 64
+    captions = [f"a chair with {i} legs and tall armrests beside a lamp" for i in range(64)]
     enc.eval()
     with torch.no_grad():
         clean = enc(captions)
-        again = enc(captions)
-    torch.testing.assert_close(clean.tokens, again.tokens)  # no noise outside training
-    enc.train()
-    enc.blocks.eval()  # the tiny transformer's own dropout is 0; keep the comparison about the feature noise
+        torch.testing.assert_close(enc(captions).tokens, clean.tokens)  # no noise outside training
+    enc.train()  # the tiny transformer has no dropout: any train/eval difference is the feature noise
     with torch.no_grad():
+        enc.noise_key = 7
         noisy = enc(captions)
-    diff = (noisy.tokens - clean.tokens)[noisy.mask]
-    assert abs(float(diff.std()) - 0.3) < 0.02 and abs(float(diff.mean())) < 0.02
-    enc.feature_noise = 0.0
-    with torch.no_grad():
+        diff = (noisy.tokens - clean.tokens)[noisy.mask]
+        assert abs(float(diff.std()) - 0.3) < 0.02 and abs(float(diff.mean())) < 0.02
+        alone = enc(captions[5:6])  # same caption and key in another batch: the same noise
+        torch.testing.assert_close(alone.tokens[0], noisy.tokens[5, : alone.tokens.shape[1]])
+        torch.testing.assert_close(alone.global_[0], noisy.global_[5])
+        torch.manual_seed(123)  # the global RNG plays no part
+        torch.testing.assert_close(enc(captions).tokens, noisy.tokens)
+        enc.noise_key = 8  # the next step draws afresh
+        assert not torch.allclose(enc(captions).tokens, noisy.tokens)
+        enc.feature_noise = 0.0
         torch.testing.assert_close(enc(captions).tokens, clean.tokens)

@@ -7,6 +7,8 @@ import json
 import pytest
 from benchmarks import bench_train
 
+from daer.eval.evaluate import EVAL_KEYS
+
 
 @pytest.mark.slow
 def test_smallest_run_trains_both_modes_evaluates_and_reports(tmp_path, capsys):
@@ -22,10 +24,10 @@ def test_smallest_run_trains_both_modes_evaluates_and_reports(tmp_path, capsys):
         s = r["summary"]
         assert s["stopped_by"] == "time" and s["step"] > 0
         assert s["train_seconds"] <= 0.04 * 60 + 2 * s["train_seconds"] / s["step"] + 0.5  # ended on time
-        assert set(r["test"]) == set(bench_train.EVAL_KEYS) and r["test"]["n_shapes"] == 21
+        assert set(r["test"]) == set(EVAL_KEYS) and r["test"]["n_shapes"] == 21
         assert r["train_split"]["n_shapes"] == report["info"]["counts"]["train"]
         assert f"| {mode} | {s['step']:,} |" in md
-    for key in bench_train.EVAL_KEYS[:-1]:
+    for key in EVAL_KEYS[:-1]:
         a, b = results["haf"]["test"][key], results["global"]["test"][key]
         if b is None:  # grounding: a global model has no word-to-point attention
             assert key == "grounding" and f"| {key} | {a:.3f} | – | – |" in md

@@ -84,22 +84,38 @@ def _pool_and_project(
     word_mask: Tensor,
     token_proj: nn.Module,
     global_proj: nn.Module,
-    noise: float = 0.0,
+    noise: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S).
 
-    ``noise`` > 0 adds isotropic Gaussian noise of that std to the pooled and word features before they
-    are projected (training only): input noise acts as a ridge penalty on the projections, so directions
-    the training captions barely vary in (where unseen words differ most) get small weights.
+    ``noise`` (pooled (B, H), words (B, T, H), from :func:`caption_noise`) is added to the pooled and word
+    features before they are projected.
     """
     m = mask.to(hidden.dtype)[..., None]  # (B, S, 1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
     words = torch.gather(hidden, 1, word_pos[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, T, H)
-    if noise > 0:
-        pooled = pooled + noise * torch.randn_like(pooled)
-        words = words + noise * torch.randn_like(words)
+    if noise is not None:
+        pooled = pooled + noise[0].to(pooled)
+        words = words + noise[1].to(words)
     tokens = token_proj(words) * word_mask[..., None].to(hidden.dtype)  # (B, T, D)
     return tokens, F.normalize(global_proj(pooled), dim=-1)
+
+
+def caption_noise(captions: list[str], n_words: list[int], dim: int, std: float, key: int) -> tuple[Tensor, Tensor]:
+    """Training-time feature noise: pooled (B, dim) and per word (B, max(n_words), dim), N(0, std²).
+
+    Input noise acts as a ridge penalty on the text projections, so directions the training captions barely
+    vary in (where unseen words differ most) get small weights. Each caption's draws come from a generator
+    seeded by its text and ``key`` (the trainer's step), never from the global RNG: a caption gets the same
+    noise whichever batch, rank or resumed process encodes it, so resumed and multi-process runs stay exact.
+    """
+    t = max(n_words)
+    pooled, words = torch.zeros(len(captions), dim), torch.zeros(len(captions), t, dim)
+    for i, (c, n) in enumerate(zip(captions, n_words, strict=True)):
+        g = torch.Generator().manual_seed((zlib.crc32(c.encode()) << 31) ^ (key & 0x7FFFFFFF))
+        draw = torch.randn(1 + n, dim, generator=g) * std
+        pooled[i], words[i, :n] = draw[0], draw[1:]
+    return pooled, words
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -140,7 +156,8 @@ class TinyTextEncoder(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.token_proj = nn.Linear(w, cfg.embed_dim)
         self.global_proj = nn.Linear(w, cfg.embed_dim)
-        self.feature_noise = 0.0  # std of the training-time feature noise (see _pool_and_project)
+        self.feature_noise = 0.0  # std of the training-time feature noise (see caption_noise)
+        self.noise_key = 0  # seeds that noise with the captions (the trainer sets its step here)
 
     @property
     def encoder_hash(self) -> str:
@@ -167,7 +184,10 @@ class TinyTextEncoder(nn.Module):
             pos[i, : len(k)] = torch.tensor(k)
             word_mask[i, : len(k)] = True
         pos, word_mask = pos.to(ids.device), word_mask.to(ids.device)
-        noise = self.feature_noise if self.training else 0.0
+        noise = None
+        if self.training and self.feature_noise > 0:
+            n_words = [len(k) for k in keep]
+            noise = caption_noise(list(captions), n_words, x.shape[-1], self.feature_noise, self.noise_key)
         tokens, g = _pool_and_project(x, mask, pos, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, [[w[j] for j in k] for w, k in zip(words, keep, strict=True)])
 
@@ -252,7 +272,8 @@ class HFTextEncoder(nn.Module):
         self.cache = cache if cache is not None else TextFeatureCache(default_cache_path())
         self.token_proj = nn.Linear(hidden, cfg.embed_dim)
         self.global_proj = nn.Linear(hidden, cfg.embed_dim)
-        self.feature_noise = 0.0  # std of the training-time feature noise (see _pool_and_project)
+        self.feature_noise = 0.0  # std of the training-time feature noise (see caption_noise)
+        self.noise_key = 0  # seeds that noise with the captions (the trainer sets its step here)
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict key prefixes (relative to this module) of weights that are never trained."""
@@ -325,7 +346,10 @@ class HFTextEncoder(nn.Module):
             pos_t[i, : len(p)] = torch.tensor(p)
             word_mask[i, : len(p)] = True
         pos_t, word_mask = pos_t.to(device), word_mask.to(device)
-        noise = self.feature_noise if self.training else 0.0
+        noise = None
+        if self.training and self.feature_noise > 0:
+            noise = caption_noise(list(captions), [len(p) for p in word_pos], hidden.shape[-1], self.feature_noise,
+                                  self.noise_key)  # fmt: skip
         tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, word_lists)
 

@@ -57,7 +57,7 @@ class TrainConfig:
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
     part_drop_within: bool = False  # a view that lost a part its category needs is contrasted within its category
-    text_noise: float = 0.0  # std of Gaussian noise on the text features before projection (a ridge on them)
+    text_noise: float = 0.05  # std of Gaussian noise on the text features before projection (a ridge on them)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps

@@ -210,6 +210,7 @@ class Trainer:
             return 0.0
         t0 = time.perf_counter()
         unique = list(dict.fromkeys(captions))[self.dist.rank :: self.dist.world]
+        self.model.eval()  # only the cache is wanted: no training-time feature noise (train_step sets train())
         with torch.no_grad():
             for start in range(0, len(unique), batch):
                 self.model.encode_text(unique[start : start + batch])
@@ -230,6 +231,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         """Forward, backward, gradient all-reduce, clip and AdamW step on one batch."""
         self.model.train()
+        self.model.text.noise_key = self.cfg.seed * 1_000_003 + self.step  # the same on every rank and resume
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)

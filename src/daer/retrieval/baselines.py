@@ -16,7 +16,8 @@ import faiss
 import numpy as np
 
 from daer.errors import BadInputError, IntegrityError
-from daer.retrieval.ers import SQ_CODES, check_matrix, normalise_queries
+from daer.retrieval.ers import check_matrix, normalise_queries
+from daer.retrieval.leaf_codes import SQ_CODES
 from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
 
 _CHUNK = 65536

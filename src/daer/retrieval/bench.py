@@ -34,8 +34,9 @@ import numpy as np
 
 from daer.errors import BadInputError
 from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
-from daer.retrieval.ers import CODES as ERS_CODES
-from daer.retrieval.ers import PQ4FS, ERSIndex
+from daer.retrieval.ers import ERSIndex
+from daer.retrieval.leaf_codes import CODES as ERS_CODES
+from daer.retrieval.leaf_codes import PQ4FS
 from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
 from daer.utils.threads import resolve_threads
 

@@ -33,27 +33,11 @@ import faiss
 import numpy as np
 
 from daer.errors import BadInputError, IntegrityError
+from daer.retrieval.leaf_codes import PQ4FS, PQ4FS_REORDER, SQ_CODES, check_codes, to_fast_scan
 from daer.retrieval.rerank import rerank_top
 from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
 from daer.retrieval.tree import Tree, build_tree, descend, node_vectors, refit
 
-# Leaf codes besides "flat" (float32). "sq8" uses one 8-bit range for all dimensions: unit-norm embeddings have
-# similar ranges per dimension, and FAISS scans it faster than "sq8_dim" (per-dimension ranges). "bf16" halves
-# float32 with scores within ~1e-3 of exact and, in this FAISS build, scans fastest of all (~40 ns/vector at d=256).
-SQ_CODES = {
-    "sq8": faiss.ScalarQuantizer.QT_8bit_uniform,
-    "sq8_dim": faiss.ScalarQuantizer.QT_8bit,
-    "fp16": faiss.ScalarQuantizer.QT_fp16,
-    "bf16": faiss.ScalarQuantizer.QT_bf16,
-}
-# "pq4fs": product quantisation with 4-bit sub-quantizers of the residual to the leaf centroid, stored in
-# FAISS fast-scan blocks (IndexIVFPQFastScan) whose 16-entry look-up tables live in SIMD registers. Its scores
-# are coarse (at d/M = 2, ~0.02 off at unit norm), so it only picks candidates: refine is required, and a few
-# hundred are re-scored from the float vectors.
-PQ4FS = "pq4fs"
-PQ4FS_REORDER = 256  # default candidates re-scored per query with pq4fs (at least 8·k); at d=256, n=20k,
-# n_probe=64: 128 reach the recall of unlimited re-scoring with pq_m = d/2, 256 with pq_m = d/4
-CODES = ("flat", *SQ_CODES, PQ4FS)
 _PARAMS: dict[int, faiss.SearchParametersIVF] = {}  # read-only after creation, shared by threads
 
 Reranker = Callable[[int, np.ndarray], np.ndarray]  # (query index, candidate ids (R,)) -> scores (R,)
@@ -145,7 +129,7 @@ class ERSIndex:
         ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if ids.shape != (n,):
             raise BadInputError(f"ERS build: ids must have shape ({n},), got {ids.shape}")
-        cfg.pq_m = _check_codes(cfg, d)
+        cfg.pq_m = check_codes(cfg.codes, cfg.refine, cfg.reorder, cfg.pq_m, d)
         n_leaves = cfg.n_leaves or max(1, n // 64)
         rng = np.random.default_rng(cfg.seed)
         n_train = min(n, n_leaves * cfg.train_per_leaf)
@@ -185,7 +169,7 @@ class ERSIndex:
                 )
                 ivf.add_core(len(b), faiss.swig_ptr(b), faiss.swig_ptr(r), faiss.swig_ptr(li))
         if cfg.codes == PQ4FS:
-            ivf = _to_fast_scan(ivf, quantizer)
+            ivf = to_fast_scan(ivf, quantizer)
         vectors = np.ascontiguousarray(x, dtype=np.float32) if cfg.codes != "flat" and cfg.refine else None
         return cls(cfg, tree, ivf, ids, leaf_of, vectors, spill_of, model_hash=model_hash)
 
@@ -470,48 +454,6 @@ class ERSIndex:
         if ivf.ntotal != copies or ivf.nlist != tree.n_leaves or ivf.d != tree.dim:
             raise IntegrityError(f"index {folder.path}: FAISS index does not match the tree and ids")
         return index
-
-
-def _check_codes(cfg: ERSConfig, d: int) -> int:
-    """Refuse bad leaf-code settings with a clear message; returns the resolved ``pq_m`` (0 unless pq4fs)."""
-    if cfg.codes not in CODES:
-        raise BadInputError(f"ERS build: codes must be one of {', '.join(CODES)}; got {cfg.codes!r}")
-    if cfg.reorder < 0:
-        raise BadInputError(f"ERS build: reorder must be >= 0 (0: automatic), got {cfg.reorder}")
-    if cfg.reorder > 0 and (cfg.codes == "flat" or not cfg.refine):
-        raise BadInputError(
-            f"ERS build: reorder={cfg.reorder} needs quantised codes with refine=True (codes={cfg.codes!r}, "
-            f"refine={cfg.refine}): nothing else is re-scored"
-        )
-    if cfg.codes != PQ4FS:
-        if cfg.pq_m:
-            raise BadInputError(f"ERS build: pq_m applies to codes {PQ4FS!r} only, got codes={cfg.codes!r}")
-        return 0
-    if not cfg.refine:
-        raise BadInputError(
-            f"ERS build: codes {PQ4FS!r} need refine=True (4-bit PQ scores only pick candidates; the float "
-            "vectors re-score them)"
-        )
-    m = cfg.pq_m or (d // 2 if d % 2 == 0 else d)
-    if m < 1 or d % m != 0:
-        raise BadInputError(
-            f"ERS build: pq_m must be a positive divisor of the dimension {d} (e.g. {d // 2 if d % 2 == 0 else d}: "
-            f"2 dimensions per 4-bit code; 0 picks that), got {cfg.pq_m}"
-        )
-    return m
-
-
-def _to_fast_scan(pq: faiss.IndexIVFPQ, quantizer: faiss.IndexFlatIP) -> faiss.IndexIVFPQFastScan:
-    """Repack a filled 4-bit IVFPQ into fast-scan blocks (FAISS's own conversion); the result owns the quantizer.
-
-    The detour is needed because ``IndexIVFFastScan.add_core`` stores the codes unpacked (FAISS 1.15: searches
-    then read garbage), while ``IndexIVFPQ.add_core`` takes the leaves chosen by the tree as they are.
-    """
-    ivf = faiss.IndexIVFPQFastScan(pq)
-    quantizer.this.disown()  # shared with ``pq``, which does not own it; freed with the fast-scan index
-    ivf.own_fields = True
-    ivf.referenced_objects = []  # would keep ``pq`` (a second copy of the codes) alive
-    return ivf
 
 
 def _dedupe(scores: np.ndarray, rows: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

@@ -87,8 +87,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "noise_0.05": ("drop_optional_0.5 + Gaussian noise (std 0.05) on the text features before projection: the "
                    "default",
                    [*HAF, *OPTIONAL, "--set", "text_noise=0.05"]),
-    "global_noise_0.15": ("global_drop_optional_0.5 + text feature noise (std 0.15)",
-                          ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.15"]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),

@@ -208,7 +208,7 @@ def test_feature_noise_is_training_only_of_the_set_std_and_seeded_per_caption() 
     with torch.no_grad():  # identity token projection: the token difference is the noise itself
         enc.token_proj.weight.copy_(torch.eye(cfg.embed_dim))
         enc.token_proj.bias.zero_()
-    enc.feature_noise = 0.3
+    enc.noise.std = 0.3
     captions = [f"a chair with {i} legs and tall armrests beside a lamp" for i in range(64)]
     enc.eval()
     with torch.no_grad():
@@ -216,7 +216,7 @@ def test_feature_noise_is_training_only_of_the_set_std_and_seeded_per_caption() 
         torch.testing.assert_close(enc(captions).tokens, clean.tokens)  # no noise outside training
     enc.train()  # the tiny transformer has no dropout: any train/eval difference is the feature noise
     with torch.no_grad():
-        enc.noise_key = 7
+        enc.noise.key = 7
         noisy = enc(captions)
         diff = (noisy.tokens - clean.tokens)[noisy.mask]
         assert abs(float(diff.std()) - 0.3) < 0.02 and abs(float(diff.mean())) < 0.02
@@ -225,7 +225,7 @@ def test_feature_noise_is_training_only_of_the_set_std_and_seeded_per_caption() 
         torch.testing.assert_close(alone.global_[0], noisy.global_[5])
         torch.manual_seed(123)  # the global RNG plays no part
         torch.testing.assert_close(enc(captions).tokens, noisy.tokens)
-        enc.noise_key = 8  # the next step draws afresh
+        enc.noise.key = 8  # the next step draws afresh
         assert not torch.allclose(enc(captions).tokens, noisy.tokens)
-        enc.feature_noise = 0.0
+        enc.noise.std = 0.0
         torch.testing.assert_close(enc(captions).tokens, clean.tokens)

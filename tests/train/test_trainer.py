@@ -254,7 +254,7 @@ def test_part_drop_needs_labels_and_old_runs_resume_without_it(data, tmp_path):
 
 def test_text_noise_reaches_the_encoder_and_is_validated(data, tmp_path):
     trainer = Trainer(config(data, tmp_path / "run", steps=1, text_noise=0.2))
-    assert trainer.model.text.feature_noise == 0.2
+    assert trainer.model.text.noise.std == 0.2
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     del saved["text_noise"]  # a run started before the option existed resumes without noise
     (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))

@@ -88,7 +88,7 @@ def _pool_and_project(
 ) -> tuple[Tensor, Tensor]:
     """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S).
 
-    ``noise`` (pooled (B, H), words (B, T, H), from :func:`caption_noise`) is added to the pooled and word
+    ``noise`` (pooled (B, H), words (B, T, H), from :meth:`FeatureNoise.draw`) is added to the pooled and word
     features before they are projected.
     """
     m = mask.to(hidden.dtype)[..., None]  # (B, S, 1)
@@ -101,21 +101,30 @@ def _pool_and_project(
     return tokens, F.normalize(global_proj(pooled), dim=-1)
 
 
-def caption_noise(captions: list[str], n_words: list[int], dim: int, std: float, key: int) -> tuple[Tensor, Tensor]:
-    """Training-time feature noise: pooled (B, dim) and per word (B, max(n_words), dim), N(0, std²).
+@dataclass
+class FeatureNoise:
+    """Training-time Gaussian noise N(0, std²) on the pooled and word features of captions, before projection.
 
     Input noise acts as a ridge penalty on the text projections, so directions the training captions barely
     vary in (where unseen words differ most) get small weights. Each caption's draws come from a generator
-    seeded by its text and ``key`` (the trainer's step), never from the global RNG: a caption gets the same
-    noise whichever batch, rank or resumed process encodes it, so resumed and multi-process runs stay exact.
+    seeded by its text and ``key`` (the trainer sets its step there), never from the global RNG: a caption gets
+    the same noise whichever batch, rank or resumed process encodes it, so resumed and multi-process runs stay
+    exact.
     """
-    t = max(n_words)
-    pooled, words = torch.zeros(len(captions), dim), torch.zeros(len(captions), t, dim)
-    for i, (c, n) in enumerate(zip(captions, n_words, strict=True)):
-        g = torch.Generator().manual_seed((zlib.crc32(c.encode()) << 31) ^ (key & 0x7FFFFFFF))
-        draw = torch.randn(1 + n, dim, generator=g) * std
-        pooled[i], words[i, :n] = draw[0], draw[1:]
-    return pooled, words
+
+    std: float = 0.0
+    key: int = 0
+
+    def draw(self, captions: list[str], n_words: list[int], dim: int) -> tuple[Tensor, Tensor] | None:
+        """Pooled (B, dim) and per-word (B, max(n_words), dim) noise, or None when ``std`` is 0."""
+        if self.std <= 0:
+            return None
+        pooled, words = torch.zeros(len(captions), dim), torch.zeros(len(captions), max(n_words), dim)
+        for i, (c, n) in enumerate(zip(captions, n_words, strict=True)):
+            g = torch.Generator().manual_seed((zlib.crc32(c.encode()) << 31) ^ (self.key & 0x7FFFFFFF))
+            draw = torch.randn(1 + n, dim, generator=g) * self.std
+            pooled[i], words[i, :n] = draw[0], draw[1:]
+        return pooled, words
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -156,8 +165,7 @@ class TinyTextEncoder(nn.Module):
         self.norm = nn.LayerNorm(w)
         self.token_proj = nn.Linear(w, cfg.embed_dim)
         self.global_proj = nn.Linear(w, cfg.embed_dim)
-        self.feature_noise = 0.0  # std of the training-time feature noise (see caption_noise)
-        self.noise_key = 0  # seeds that noise with the captions (the trainer sets its step here)
+        self.noise = FeatureNoise()  # training only; the trainer sets its std and step
 
     @property
     def encoder_hash(self) -> str:
@@ -184,10 +192,7 @@ class TinyTextEncoder(nn.Module):
             pos[i, : len(k)] = torch.tensor(k)
             word_mask[i, : len(k)] = True
         pos, word_mask = pos.to(ids.device), word_mask.to(ids.device)
-        noise = None
-        if self.training and self.feature_noise > 0:
-            n_words = [len(k) for k in keep]
-            noise = caption_noise(list(captions), n_words, x.shape[-1], self.feature_noise, self.noise_key)
+        noise = self.noise.draw(list(captions), [len(k) for k in keep], x.shape[-1]) if self.training else None
         tokens, g = _pool_and_project(x, mask, pos, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, [[w[j] for j in k] for w, k in zip(words, keep, strict=True)])
 
@@ -272,8 +277,7 @@ class HFTextEncoder(nn.Module):
         self.cache = cache if cache is not None else TextFeatureCache(default_cache_path())
         self.token_proj = nn.Linear(hidden, cfg.embed_dim)
         self.global_proj = nn.Linear(hidden, cfg.embed_dim)
-        self.feature_noise = 0.0  # std of the training-time feature noise (see caption_noise)
-        self.noise_key = 0  # seeds that noise with the captions (the trainer sets its step here)
+        self.noise = FeatureNoise()  # training only; the trainer sets its std and step
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         """State-dict key prefixes (relative to this module) of weights that are never trained."""
@@ -346,10 +350,7 @@ class HFTextEncoder(nn.Module):
             pos_t[i, : len(p)] = torch.tensor(p)
             word_mask[i, : len(p)] = True
         pos_t, word_mask = pos_t.to(device), word_mask.to(device)
-        noise = None
-        if self.training and self.feature_noise > 0:
-            noise = caption_noise(list(captions), [len(p) for p in word_pos], hidden.shape[-1], self.feature_noise,
-                                  self.noise_key)  # fmt: skip
+        noise = self.noise.draw(list(captions), [len(p) for p in word_pos], hidden.shape[-1]) if self.training else None
         tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, self.token_proj, self.global_proj, noise)
         return TextFeatures(tokens, word_mask, g, word_lists)
 

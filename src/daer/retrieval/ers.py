@@ -36,7 +36,7 @@ from daer.errors import BadInputError, IntegrityError
 from daer.retrieval.leaf_codes import PQ4FS, PQ4FS_REORDER, SQ_CODES, check_codes, to_fast_scan
 from daer.retrieval.rerank import rerank_top
 from daer.retrieval.store import IndexFolder, IndexWriter, open_index_dir
-from daer.retrieval.tree import Tree, build_tree, descend, node_vectors, refit
+from daer.retrieval.tree import Tree, build_tree, descend, inner_products_by_idx, node_vectors, refit
 
 _PARAMS: dict[int, faiss.SearchParametersIVF] = {}  # read-only after creation, shared by threads
 
@@ -345,16 +345,8 @@ class ERSIndex:
 
     def _leaf_scores(self, q: np.ndarray, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(leaves, <q, leaf centroid>), both (Q, n_probe): the same leaves per query, best first, -1 last."""
-        n_q, n_probe = leaves.shape
-        cents = self.tree.centroids[-1]  # the rows the IVF quantizer holds (refit before it was filled)
-        sims = np.empty((n_q, n_probe), dtype=np.float32)
-        out = np.empty((n_q, n_probe), dtype=np.int64)
-        leaves = np.ascontiguousarray(leaves, dtype=np.int64)
-        # the row stride (last argument) is passed: FAISS 1.15 takes its default ld_ids=-1 literally
-        faiss.knn_inner_products_by_idx(
-            faiss.swig_ptr(q), faiss.swig_ptr(cents), faiss.swig_ptr(leaves), self.dim, n_q, len(cents), n_probe,
-            n_probe, faiss.swig_ptr(sims), faiss.swig_ptr(out), n_probe,
-        )  # fmt: skip
+        # the rows the IVF quantizer holds (refit before it was filled)
+        sims, out = inner_products_by_idx(q, self.tree.centroids[-1], leaves)
         return out, sims
 
     def _rescore(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -363,14 +355,7 @@ class ERSIndex:
         FAISS reads the candidate rows in place (no (Q, C, d) copy, which for a 1,000-query block of 256
         candidates at d=256 would be 256 MB); a row of -1 ends a query's candidates, as FAISS pads at the end.
         """
-        n_q, c = rows.shape
-        exact = np.empty((n_q, c), dtype=np.float32)
-        out = np.empty((n_q, c), dtype=np.int64)
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        faiss.knn_inner_products_by_idx(
-            faiss.swig_ptr(q), faiss.swig_ptr(self.vectors), faiss.swig_ptr(rows), self.dim, n_q, len(self.vectors),
-            c, c, faiss.swig_ptr(exact), faiss.swig_ptr(out), c,
-        )  # fmt: skip
+        exact, out = inner_products_by_idx(q, self.vectors, rows)
         exact[out < 0] = -np.inf
         return exact, out
 

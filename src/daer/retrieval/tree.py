@@ -250,15 +250,29 @@ def descend(
 
 def _best(q: np.ndarray, vecs: np.ndarray, subset: np.ndarray, width: int) -> np.ndarray:
     """Per query, the ``width`` rows of ``vecs`` among its ``subset`` row (-1 ends it) with the best inner product."""
-    n_q = len(q)
+    return inner_products_by_idx(q, vecs, subset, width)[1]
+
+
+def inner_products_by_idx(
+    q: np.ndarray, vecs: np.ndarray, subset: np.ndarray, width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the best ``width`` (default: all) of its ``subset`` row (-1 ends it) by ``<q, vecs[row]>``.
+
+    Returns (scores, rows), each (Q, width), best first, -1 rows last. One ``subset`` row serves every query.
+    FAISS reads ``vecs`` (C-contiguous float32) in place, with no (Q, C, d) gather.
+    """
+    n_q, c = len(q), subset.shape[1]
+    width = c if width is None else width
     vals = np.empty((n_q, width), dtype=np.float32)
     ids = np.empty((n_q, width), dtype=np.int64)
+    subset = np.ascontiguousarray(subset, dtype=np.int64)
     shared = len(subset) == 1 and n_q > 1
+    # the row stride (last argument) is always passed: FAISS 1.15 takes its default ld_ids=-1 literally
     faiss.knn_inner_products_by_idx(
-        faiss.swig_ptr(q), faiss.swig_ptr(vecs), faiss.swig_ptr(subset), vecs.shape[1], n_q, len(vecs),
-        subset.shape[1], width, faiss.swig_ptr(vals), faiss.swig_ptr(ids), 0 if shared else subset.shape[1],
+        faiss.swig_ptr(q), faiss.swig_ptr(vecs), faiss.swig_ptr(subset), vecs.shape[1], n_q, len(vecs), c, width,
+        faiss.swig_ptr(vals), faiss.swig_ptr(ids), 0 if shared else c,
     )  # fmt: skip
-    return ids
+    return vals, ids
 
 
 def _children_of(tree: Tree, chosen: np.ndarray, level: int) -> np.ndarray:

@@ -92,7 +92,7 @@ class Trainer:
         if cfg.text_encoder:
             overrides["text_encoder"] = cfg.text_encoder
         self.model: DaerModel = create_model(cfg.config, **overrides).to(self.device)
-        self.model.text.feature_noise = cfg.text_noise
+        self.model.text.noise.std = cfg.text_noise
         self._seed_rngs()
 
         self.dataset = self._build_dataset()
@@ -231,7 +231,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         """Forward, backward, gradient all-reduce, clip and AdamW step on one batch."""
         self.model.train()
-        self.model.text.noise_key = self.cfg.seed * 1_000_003 + self.step  # the same on every rank and resume
+        self.model.text.noise.key = self.cfg.seed * 1_000_003 + self.step  # the same on every rank and resume
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
             text = self.model.encode_text(batch.captions)
             shapes = self.model.encode_points(batch.points, batch.groups)

@@ -24,6 +24,7 @@ from benchmarks.report import command_line, git_sha, machine_line, write_section
 
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
 CONTEXT = '{"point_context":true}'
+PHRASE = '{"text_phrase_tokens":true}'
 
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
 # Every row runs without part drop (and part drop of any part) and without text-feature noise, unless its own
@@ -97,6 +98,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_seed1": ("global, seed 1", ["--modes", "global", "--set", "seed=1"]),
     "global_drop_optional_0.5_seed1": ("global_drop_optional_0.5, seed 1",
                                        ["--modes", "global", *OPTIONAL, "--set", "seed=1"]),
+    "swap_0.5": ("noise_0.05 + part swap: half of the shapes take one labelled part from a shape of their category, "
+                 "captioned with the values that result (never a test combination)",
+                 [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "part_swap=0.5"]),
+    "swap_0.25": ("noise_0.05 + part swap on a quarter of the shapes",
+                  [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "part_swap=0.25"]),
+    "global_swap_0.5": ("global + optional part drop + text noise 0.05 + part swap on half of the shapes",
+                        ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05", "--set", "part_swap=0.5"]),
+    "phrase": ("noise_0.05 + phrase tokens: HAF's word features come from each phrase of the caption encoded "
+               "alone (\"with a conical crown\"), so a word cannot carry the rest of the combination",
+               [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={PHRASE}"]),
+    "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
+                          ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",
                     ["--modes", "global", "--set", "swap_scope=free"]),
 }  # fmt: skip

@@ -194,3 +194,17 @@ def test_raw_clouds_rank_like_their_normalised_copies(tiny: DaerModel) -> None:
     torch.testing.assert_close(a.global_, b.global_, atol=1e-4, rtol=0)
     with pytest.raises(BadInputError, match="NaN"):
         tiny.encode_points(torch.full((1, 300, 3), float("nan")))
+
+
+def test_checkpoints_saved_before_a_config_field_existed_still_load(tiny: DaerModel) -> None:
+    """A field added later (ADDED_FIELDS) is left out of the hash at its old value, so the hash equals the one
+    a daer that predates the field recorded; set to another value, it counts."""
+    import hashlib
+
+    from daer.models.config import ADDED_FIELDS
+
+    old = {k: v for k, v in tiny.config.to_dict().items() if k not in ADDED_FIELDS}
+    recorded = hashlib.sha256(json.dumps(old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert tiny.config.sha256() == recorded
+    changed = tiny.config.__class__.from_dict({**tiny.config.to_dict(), "text_phrase_tokens": True})
+    assert changed.sha256() != recorded

@@ -11,6 +11,7 @@ import torch
 
 from daer.errors import BadInputError, IntegrityError
 from daer.models.config import MINILM_NAME, MINILM_SHA256, load_config
+from daer.models.content_words import split_phrases
 from daer.models.text_cache import TextFeatureCache
 from daer.models.text_encoder import (
     HFTextEncoder,
@@ -229,3 +230,37 @@ def test_feature_noise_is_training_only_of_the_set_std_and_seeded_per_caption() 
         assert not torch.allclose(enc(captions).tokens, noisy.tokens)
         enc.noise.std = 0.0
         torch.testing.assert_close(enc(captions).tokens, clean.tokens)
+
+
+def test_phrase_tokens_carry_their_own_phrase_only(minilm: HFTextEncoder, tmp_path: Path) -> None:
+    """With text_phrase_tokens, a word's feature is the one its phrase gets encoded alone (checked against the
+    backbone run on that phrase), it no longer changes with the other phrases, and the global is unchanged."""
+    torch.manual_seed(0)
+    cfg = load_config("small", text_phrase_tokens=True)
+    phrased = HFTextEncoder(cfg, cache=TextFeatureCache(tmp_path / "p.sqlite"))
+    phrased.load_state_dict(minilm.state_dict())
+    phrased.eval()
+    a, b = "a tree with a conical crown and a short trunk", "a tree with a conical crown and a tall trunk"
+    with torch.no_grad():
+        fp, fc = phrased([a, b]), minilm([a, b])
+        enc = minilm.tokenizer(["with a conical crown"], return_tensors="pt")
+        alone = minilm.backbone(**enc).last_hidden_state[0]
+    words = fp.words[0]
+    assert words == fc.words[0] and "conical" in words
+    i = words.index("conical")
+    want = minilm.token_proj(alone[minilm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0]).index("conical")])
+    torch.testing.assert_close(fp.tokens[0, i], want, atol=2e-2, rtol=0)  # cached features are fp16
+    torch.testing.assert_close(fp.tokens[0, i], fp.tokens[1, i], atol=1e-6, rtol=0)  # the trunk cannot reach it
+    assert (fc.tokens[0, i] - fc.tokens[1, i]).abs().max() > 1e-3  # with the whole caption it does
+    torch.testing.assert_close(fp.global_, fc.global_)
+    with pytest.raises(BadInputError, match="text_phrase_tokens"):
+        load_config("small", text_phrase_tokens=True, text_finetune_layers=1)
+
+
+def test_split_phrases_keeps_every_piece() -> None:
+    assert split_phrases("a tree with a conical crown and a short trunk") == [
+        "a tree", "with a conical crown", "and a short trunk"]  # fmt: skip
+    assert split_phrases("a stool with 3 legs, a round seat") == ["a stool", "with 3 legs,", "a round seat"]
+    assert split_phrases("armchair") == ["armchair"]
+    text = "A Sofa: high back, (no arms) featuring 3 seats"
+    assert "".join(split_phrases(text)).replace(" ", "") == text.replace(" ", "")

@@ -16,6 +16,7 @@ import torch
 from daer.cli import main as cli_main
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import load_model
+from daer.synth.splits import split_table
 from daer.train import checkpoint as ckpt
 from daer.train.run_folder import manifest_hash
 from daer.train.schedule import lr_at
@@ -250,6 +251,18 @@ def test_part_drop_needs_labels_and_old_runs_resume_without_it(data, tmp_path):
         for j, (cj, dj) in enumerate(zip(batch.categories, batch.defining.tolist(), strict=True)):
             assert bool(exclude[i, j]) == (ci != cj and (di or dj))
     assert trainer._exclude(batch) is None  # part_drop_within off
+
+    swapping = Trainer(config(synth, tmp_path / "swap", steps=2, part_swap=1.0))
+    test_keys = {key for key, split in split_table(0).items() if split == "test"}
+    assert swapping.dataset.part_swap is not None and swapping.dataset.part_swap.forbidden == test_keys
+    assert np.isfinite(swapping.fit()["loss"])
+    assert Trainer(config(data, tmp_path / "plain_swap", steps=2, part_swap=1.0)).dataset.part_swap is None
+    saved = json.loads((tmp_path / "swap" / "train_config.json").read_text())
+    del saved["part_swap"]  # a run started before the option existed resumes without it
+    (tmp_path / "swap" / "train_config.json").write_text(json.dumps(saved))
+    assert TrainConfig.load(tmp_path / "swap").part_swap == 0.0
+    with pytest.raises(BadInputError, match="part_swap"):
+        config(data, tmp_path / "bad", part_swap=1.5)
 
 
 def test_text_noise_reaches_the_encoder_and_is_validated(data, tmp_path):

@@ -28,6 +28,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--ground-weight", "ground_weight", float, "weight of the grounding loss on part-labelled shapes"),
     ("--part-weight", "part_weight", float, "weight of the part read-out loss on part-labelled shapes (default 0)"),
     ("--part-drop", "part_drop", float, "chance a shape loses an optional part, captioned absent (default 0.5)"),
+    ("--part-swap", "part_swap", float, "chance a shape takes a part from another shape of its category (default 0)"),
     ("--text-noise", "text_noise", float, "std of noise on text features before projection (default 0.05; 0: off)"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every N steps (default 200)"),
     ("--log-every", "log_every", int, "log every N steps (default 10)"),

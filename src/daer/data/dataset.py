@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from daer.data.sampling import fixed_subset
 from daer.data.shards import MANIFEST, iter_records, load_point_attrs, load_points, read_manifest
 from daer.errors import BadInputError
 from daer.synth.part_drop import PartDrop
+from daer.synth.part_swap import Donor, PartSwap
 from daer.utils.atomic import atomic_path
 from daer.utils.hashing import sha256_file
 
@@ -200,6 +202,9 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         attributes: each shape's attribute values (required with ``point_attrs``).
         part_drop: serve some shapes with one labelled part removed and a caption of what is left (needs
             ``point_attrs``; the groups of such a view are computed when it is served).
+        part_swap: serve some shapes with one labelled part taken from another shape of their category,
+            captioned with the values that result (needs ``point_attrs``; drawn before ``part_drop``, and a
+            swapped view is not also dropped).
     """
 
     def __init__(
@@ -220,6 +225,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         point_attrs: np.ndarray | None = None,
         attributes: Sequence[dict[str, str]] | None = None,
         part_drop: PartDrop | None = None,
+        part_swap: PartSwap | None = None,
     ) -> None:
         points = np.asarray(points)
         if points.ndim != 3 or points.shape[2] != 3:
@@ -245,8 +251,8 @@ class ShapeTextDataset(torch.utils.data.Dataset):
                     f"point_attrs must be (M, N) = {points.shape[:2]} with one attributes dict per shape, "
                     f"got {point_attrs.shape} and {None if attributes is None else len(attributes)}"
                 )
-        if part_drop is not None and point_attrs is None:
-            raise BadInputError("part drop needs part labels (point_attrs) and attribute values")
+        if (part_drop is not None or part_swap is not None) and point_attrs is None:
+            raise BadInputError("part drop and part swap need part labels (point_attrs) and attribute values")
         subset = fixed_subset(n_all, n_points)
         if subset is not None:
             points = points[:, subset]
@@ -261,6 +267,11 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         self.point_attrs = np.ascontiguousarray(point_attrs, dtype=np.int32) if point_attrs is not None else None
         self.attributes = [dict(a) for a in attributes] if point_attrs is not None and attributes is not None else None
         self.part_drop = part_drop
+        self.part_swap = part_swap
+        self._by_category: dict[str, np.ndarray] = {}
+        if part_swap is not None:
+            cats = np.asarray(self.categories)
+            self._by_category = {c: np.flatnonzero(cats == c) for c in dict.fromkeys(self.categories)}
         self.groups_fn = groups_fn
         self.groups = None
         if groups_fn is not None:
@@ -343,21 +354,37 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         item = _Item(index, self.points[index], caps[int(rng.integers(len(caps)))])
         if self.point_attrs is not None and self.attributes is not None:
             item.labels, item.attributes = self.point_attrs[index], self.attributes[index]
-            if self.part_drop is not None:
-                drop_rng = np.random.default_rng([self.seed, epoch, index, 0xD809])  # augmentation stream unchanged
-                view = self.part_drop.apply(item.points, item.labels, self.categories[index], item.attributes, drop_rng)
-                if view is not None:
-                    item = _Item(index, view.points, view.caption, view.labels, view.attributes, True, view.defining)
+            view, category = None, self.categories[index]
+            if self.part_swap is not None:  # own streams: the augmentation stream stays unchanged
+                swap_rng = np.random.default_rng([self.seed, epoch, index, 0x5A4B])
+                donor = partial(self._donor, index)
+                view = self.part_swap.apply(item.points, item.labels, category, item.attributes, swap_rng, donor)
+            if view is None and self.part_drop is not None:
+                drop_rng = np.random.default_rng([self.seed, epoch, index, 0xD809])
+                view = self.part_drop.apply(item.points, item.labels, category, item.attributes, drop_rng)
+            if view is not None:
+                item = _Item(index, view.points, view.caption, view.labels, view.attributes, True, view.defining)
         if self.augment is not None:
             item.points = self.augment.apply(item.points, rng)
         return item
 
+    def _donor(self, index: int, rng: np.random.Generator) -> Donor | None:
+        """Another shape of ``index``'s category, for :class:`PartSwap` (None where it is the only one)."""
+        same = self._by_category[self.categories[index]]
+        if len(same) < 2:
+            return None
+        j = int(same[rng.integers(len(same))])
+        while j == index:
+            j = int(same[rng.integers(len(same))])
+        assert self.point_attrs is not None and self.attributes is not None
+        return self.points[j], self.point_attrs[j], self.attributes[j]
+
     def _groups(self, items: Sequence[_Item]) -> Any:
-        """The batch's groups: cached rows, recomputed for part-dropped views."""
+        """The batch's groups: cached rows, recomputed for part-dropped and part-swapped views."""
         if self.groups is None:
             return None
         groups = _take(self.groups, torch.tensor([it.index for it in items], dtype=torch.long))
-        rows = [r for r, it in enumerate(items) if it.dropped]
+        rows = [r for r, it in enumerate(items) if it.fresh]
         if not rows or self.groups_fn is None:
             return groups
         fresh = _flatten(self.groups_fn(torch.from_numpy(np.stack([items[r].points for r in rows]))))
@@ -403,7 +430,7 @@ class _Item:
     caption: str
     labels: np.ndarray | None = None
     attributes: dict[str, str] | None = None
-    dropped: bool = False
+    fresh: bool = False  # points differ from the stored shape (a dropped or swapped view): groups computed when served
     defining: bool = False
 
 

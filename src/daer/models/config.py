@@ -19,6 +19,11 @@ MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
+# Fields added after checkpoints were saved, with the value that reproduces those checkpoints: left out of
+# the config hash at that value, so saved models (the packaged one included) keep loading.
+ADDED_FIELDS: dict[str, Any] = {"text_phrase_tokens": False}
+
+
 @dataclass
 class ModelConfig:
     """Everything that fixes a model's architecture and initial HAF policy.
@@ -52,6 +57,7 @@ class ModelConfig:
     text_max_tokens: int = 32  # captions are truncated to this many word pieces (incl. [CLS]/[SEP])
     text_finetune_layers: int = 0  # train the last N layers of a HF encoder (0 = frozen, features cached)
     text_content_words: bool = True  # HAF scores content words only (no articles, fillers, punctuation, ##pieces)
+    text_phrase_tokens: bool = False  # HAF's word features come from each phrase encoded alone (HF encoders)
     tiny_vocab: int = 4096  # tiny text encoder: hashed word vocabulary size
     tiny_width: int = 128  # tiny text encoder: transformer width
     tiny_depth: int = 2  # tiny text encoder: transformer blocks
@@ -114,6 +120,8 @@ class ModelConfig:
             raise bad(f"tiny_width {self.tiny_width} is not divisible by tiny_heads {self.tiny_heads}")
         if self.text_finetune_layers < 0:
             raise bad("text_finetune_layers must be >= 0")
+        if self.text_phrase_tokens and self.text_finetune_layers:
+            raise bad("text_phrase_tokens needs text_finetune_layers 0 (phrases are encoded by the frozen encoder)")
         if len(self.init_tau) != 3 or any(not (t > 0 and math.isfinite(t)) for t in self.init_tau):
             raise bad("init_tau needs 3 positive finite values")
         if len(self.init_level_weight) != 3 or any(not (w >= 0 and math.isfinite(w)) for w in self.init_level_weight):
@@ -128,8 +136,10 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def sha256(self) -> str:
-        """Hash of the canonical JSON of every field (checked when a checkpoint is loaded)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        """Hash of the canonical JSON of every field (checked when a checkpoint is loaded); a field added after
+        checkpoints existed (:data:`ADDED_FIELDS`) counts only where it differs from the value those have."""
+        fields = {k: v for k, v in self.to_dict().items() if k not in ADDED_FIELDS or v != ADDED_FIELDS[k]}
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     @classmethod

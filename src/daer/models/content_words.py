@@ -8,6 +8,8 @@ things, counts and properties. Negations and numbers are content: "no armrests",
 
 from __future__ import annotations
 
+import re
+
 # Function words of English and the generic nouns of 3D captions that never name a part or property.
 FUNCTION_WORDS: frozenset[str] = frozenset(
     {
@@ -23,6 +25,24 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
         "picture",
     }
 )
+
+
+# Words that open a new phrase of a description ("a tree | with a conical crown | and a short trunk").
+PHRASE_OPENERS: tuple[str, ...] = (
+    "with", "without", "and", "or", "but", "plus", "featuring", "including", "having", "has", "that", "which",
+    "whose", "where", "while", "of", "on", "in", "for", "to", "at", "under", "above", "below", "from",
+)  # fmt: skip
+_PHRASE_BREAK = re.compile(r"(?<=[,;:()])\s*|\s+(?=(?:" + "|".join(PHRASE_OPENERS) + r")\b)", re.IGNORECASE)
+
+
+def split_phrases(text: str) -> list[str]:
+    """A description cut into its phrases, at punctuation and before the words of :data:`PHRASE_OPENERS`.
+
+    The pieces keep every character but the whitespace at the cuts, so a word-piece tokenizer splits them
+    into the caption's own pieces. A text with no cut is one phrase.
+    """
+    parts = [p.strip() for p in _PHRASE_BREAK.split(text)]
+    return [p for p in parts if p] or [text]
 
 
 def is_content_word(word: str) -> bool:

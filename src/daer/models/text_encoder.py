@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from daer.errors import BadInputError, IntegrityError
 from daer.models.config import MINILM_NAME, MINILM_SHA256, ModelConfig
-from daer.models.content_words import content_positions
+from daer.models.content_words import content_positions, split_phrases
 from daer.models.point_encoder import Block
 from daer.models.text_cache import TextFeatureCache, default_cache_path, feature_key
 from daer.utils.hashing import sha256_file
@@ -85,15 +85,18 @@ def _pool_and_project(
     token_proj: nn.Module,
     global_proj: nn.Module,
     noise: tuple[Tensor, Tensor] | None = None,
+    word_hidden: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S).
+    """Masked mean pool -> global; gather word positions -> tokens. hidden (B, S, H), mask (B, S); the words
+    are gathered from ``word_hidden`` (B, S, H) where given (phrase-encoded features), else from ``hidden``.
 
     ``noise`` (pooled (B, H), words (B, T, H), from :meth:`FeatureNoise.draw`) is added to the pooled and word
     features before they are projected.
     """
     m = mask.to(hidden.dtype)[..., None]  # (B, S, 1)
     pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
-    words = torch.gather(hidden, 1, word_pos[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, T, H)
+    source = hidden if word_hidden is None else word_hidden
+    words = torch.gather(source, 1, word_pos[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, T, H)
     if noise is not None:
         pooled = pooled + noise[0].to(pooled)
         words = words + noise[1].to(words)
@@ -258,6 +261,7 @@ class HFTextEncoder(nn.Module):
         self.backbone.eval()
         self.max_tokens = cfg.text_max_tokens
         self.content_words = cfg.text_content_words
+        self.phrase_tokens = cfg.text_phrase_tokens
         hidden = int(self.backbone.config.hidden_size)
         n_layers = int(self.backbone.config.num_hidden_layers)
         self.finetune = cfg.text_finetune_layers
@@ -335,6 +339,7 @@ class HFTextEncoder(nn.Module):
                 pos, words = [pos[j] for j in keep], [words[j] for j in keep]
             word_pos.append(pos)
             word_lists.append(words)
+        word_hidden = self._phrase_hidden(list(captions), items, hidden, special) if self.phrase_tokens else None
         hidden, mask = hidden.to(device), mask.to(device)
         if self.finetune:
             bias = torch.zeros(b, 1, 1, s, device=device).masked_fill(
@@ -351,8 +356,31 @@ class HFTextEncoder(nn.Module):
             word_mask[i, : len(p)] = True
         pos_t, word_mask = pos_t.to(device), word_mask.to(device)
         noise = self.noise.draw(list(captions), [len(p) for p in word_pos], hidden.shape[-1]) if self.training else None
-        tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, self.token_proj, self.global_proj, noise)
+        word_hidden = word_hidden.to(device) if word_hidden is not None else None
+        proj = (self.token_proj, self.global_proj)
+        tokens, g = _pool_and_project(hidden, mask, pos_t, word_mask, *proj, noise, word_hidden)
         return TextFeatures(tokens, word_mask, g, word_lists)
+
+    def _phrase_hidden(
+        self, captions: list[str], items: list[tuple[np.ndarray, np.ndarray]], hidden: Tensor, special: set[int]
+    ) -> Tensor:
+        """``hidden`` (B, S, H) with each caption's word pieces replaced by those of its phrases encoded alone
+        (:func:`split_phrases`), so a word's feature carries its own phrase ("a conical crown"), not the rest of
+        the caption ("a short trunk"). A caption whose phrases do not re-tokenise into its own pieces (one cut
+        by ``text_max_tokens``) keeps its whole-caption features."""
+        phrases = [split_phrases(c) for c in captions]
+        unique = list(dict.fromkeys(p for ps in phrases for p in ps))
+        encoded = dict(zip(unique, self._frozen_hidden(unique), strict=True))
+        out = hidden.clone()
+        for i, ((ids, _), ps) in enumerate(zip(items, phrases, strict=True)):
+            pos = [j for j, t in enumerate(ids.tolist()) if t not in special]
+            keep = [[j for j, t in enumerate(encoded[p][0].tolist()) if t not in special] for p in ps]
+            piece_ids = np.concatenate([encoded[p][0][k] for p, k in zip(ps, keep, strict=True)])
+            if len(piece_ids) != len(pos) or not np.array_equal(piece_ids, ids[pos]):
+                continue
+            feats = np.concatenate([encoded[p][1][k] for p, k in zip(ps, keep, strict=True)])
+            out[i, pos] = torch.from_numpy(feats.astype(np.float32))
+        return out
 
 
 def build_text_encoder(cfg: ModelConfig, cache: TextFeatureCache | None = None) -> nn.Module:

@@ -23,7 +23,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 # (a resumed old run must not switch on what it was not trained with).
 OFF_WHEN_ABSENT: dict[str, Any] = {
     "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False,
-    "text_noise": 0.0,
+    "text_noise": 0.0, "part_swap": 0.0,
 }  # fmt: skip
 
 
@@ -57,6 +57,7 @@ class TrainConfig:
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
     part_drop_within: bool = False  # a view that lost a part its category needs is contrasted within its category
+    part_swap: float = 0.0  # chance a training shape takes one labelled part from a shape of its category (Synth)
     text_noise: float = 0.05  # std of Gaussian noise on the text features before projection (a ridge on them)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
@@ -111,8 +112,9 @@ class TrainConfig:
             )
         if not 0.0 <= self.text_noise < float("inf"):
             raise BadInputError(f"text_noise must be a finite value >= 0, got {self.text_noise}")
-        if not 0.0 <= self.part_drop <= 1.0:
-            raise BadInputError(f"part_drop must be in [0, 1], got {self.part_drop}")
+        for name in ("part_drop", "part_swap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BadInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

@@ -28,8 +28,10 @@ from daer.data.shards import read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import DaerModel, create_model, load_model
 from daer.models.pointops import normalize_batch, precompute_groups
-from daer.synth.generator import attribute_mask
+from daer.synth.generator import SYNTH_GENERATOR, attribute_mask
 from daer.synth.part_drop import PartDrop
+from daer.synth.part_swap import PartSwap
+from daer.synth.splits import split_table
 from daer.train import checkpoint as ckpt
 from daer.train.batching import CategoryBatchSampler
 from daer.train.distributed import (
@@ -172,7 +174,7 @@ class Trainer:
         return max(self.cfg.ground_weight, self.cfg.part_weight, self.cfg.part_swap_weight) > 0
 
     def _build_dataset(self) -> ShapeTextDataset:
-        mc = self.model.config
+        mc, haf = self.model.config, self.cfg.mode == "haf"
         kwargs = {
             "seed": self.cfg.seed,
             "n_points": mc.n_points,
@@ -180,8 +182,13 @@ class Trainer:
             "groups_fn": partial(precompute_groups, level_sizes=mc.level_sizes, level_k=mc.level_k),  # picklable
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
             "cache_dir": self.run_dir / "cache",
-            "labels": self.cfg.part_drop > 0 or (self._part_losses() and self.cfg.mode == "haf"),
+            "labels": max(self.cfg.part_drop, self.cfg.part_swap) > 0 or (self._part_losses() and haf),
         }
+        if self.cfg.part_swap > 0:
+            if self.manifest.get("point_attrs"):
+                kwargs["part_swap"] = PartSwap(self.cfg.part_swap, forbidden=self._test_combinations())
+            elif self.dist.is_main:
+                print(f"part swap is off: {self.cfg.data} has no part labels (it needs Align3D-Synth's point_attrs)")
         if self.cfg.part_drop > 0:
             if self.manifest.get("point_attrs"):
                 kwargs["part_drop"] = PartDrop(
@@ -198,6 +205,14 @@ class Trainer:
         if not self.dist.is_main:
             ds = ShapeTextDataset.from_folder(self.cfg.data, "train", **kwargs)
         return ds
+
+    def _test_combinations(self) -> frozenset[str]:
+        """The full combinations of an Align3D-Synth set's test split (a part swap never shows one, so the test
+        split stays unseen in every form); empty for other data."""
+        if self.manifest.get("generator") != SYNTH_GENERATOR:
+            return frozenset()
+        table = split_table(int(self.manifest.get("seed", 0)))
+        return frozenset(key for key, split in table.items() if split == "test")
 
     def prefill_text_cache(self, captions: Any, batch: int = 256) -> float:
         """Encode captions once in large batches so that their frozen features sit in the text cache.

@@ -105,6 +105,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                   [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "part_swap=0.25"]),
     "global_swap_0.5": ("global + optional part drop + text noise 0.05 + part swap on half of the shapes",
                         ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05", "--set", "part_swap=0.5"]),
+    "drop_0.25_noise": ("drop_0.25 (any part removed from a quarter of the shapes) + text noise 0.05: does the noise "
+                        "keep categories apart where removing a chair's back blurred them",
+                        [*HAF, "--set", "part_drop=0.25", "--set", "text_noise=0.05"]),
     "phrase": ("noise_0.05 + phrase tokens: HAF's word features come from each phrase of the caption encoded "
                "alone (\"with a conical crown\"), so a word cannot carry the rest of the combination",
                [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={PHRASE}"]),

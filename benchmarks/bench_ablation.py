@@ -108,6 +108,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "drop_0.25_noise": ("drop_0.25 (any part removed from a quarter of the shapes) + text noise 0.05: does the noise "
                         "keep categories apart where removing a chair's back blurred them",
                         [*HAF, "--set", "part_drop=0.25", "--set", "text_noise=0.05"]),
+    "drop_0.25_generic": ("drop_0.25_noise, but a view that lost a part its category needs is captioned without the "
+                          "category's name (\"an object with three legs and armrests\")",
+                          [*HAF, "--set", "part_drop=0.25", "--set", "text_noise=0.05",
+                           "--set", "part_drop_generic=true"]),
     "phrase": ("noise_0.05 + phrase tokens: HAF's word features come from each phrase of the caption encoded "
                "alone (\"with a conical crown\"), so a word cannot carry the rest of the combination",
                [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={PHRASE}"]),

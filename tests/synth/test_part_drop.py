@@ -112,3 +112,23 @@ def test_dataset_serves_views_with_fresh_groups(tmp_path):
     assert one["caption"] == batch.captions[changed[0]] and torch.equal(one["points"], batch.points[changed[0]])
     with pytest.raises(BadInputError, match="part labels"):
         ShapeTextDataset.from_folder(tmp_path, "train", part_drop=PartDrop())
+
+
+def test_generic_captions_name_what_is_left_but_never_the_category():
+    from daer.synth.phrases import PHRASES
+
+    points, labels = labelled("chair", CHAIR, seed=3)
+    nouns = PHRASES["chair"].nouns
+    kinds = set()
+    for seed in range(30):
+        view = PartDrop(p=1.0, generic=True).apply(points, labels, "chair", CHAIR, np.random.default_rng(seed))
+        assert view is not None
+        kinds.add(view.defining)
+        if view.defining:
+            assert view.caption.startswith("an object with ")
+            assert not any(noun in view.caption for noun in nouns)
+            for name, value in view.attributes.items():
+                assert any(p in view.caption for p in value_phrases("chair", name, value))
+        else:  # only the armrests went: still a chair, still named
+            assert any(noun in view.caption for noun in nouns)
+    assert kinds == {True, False}

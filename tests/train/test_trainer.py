@@ -251,6 +251,8 @@ def test_part_drop_needs_labels_and_old_runs_resume_without_it(data, tmp_path):
         for j, (cj, dj) in enumerate(zip(batch.categories, batch.defining.tolist(), strict=True)):
             assert bool(exclude[i, j]) == (ci != cj and (di or dj))
     assert trainer._exclude(batch) is None  # part_drop_within off
+    generic = Trainer(config(synth, tmp_path / "generic", steps=1, part_drop=1.0, part_drop_generic=True))
+    assert generic.dataset.part_drop is not None and generic.dataset.part_drop.generic
 
     swapping = Trainer(config(synth, tmp_path / "swap", steps=2, part_swap=1.0))
     test_keys = {key for key, split in split_table(0).items() if split == "test"}

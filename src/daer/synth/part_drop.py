@@ -30,6 +30,7 @@ import numpy as np
 
 from daer.errors import BadInputError
 from daer.synth.captions import n_templates, render_caption
+from daer.synth.phrases import PHRASES
 from daer.synth.taxonomy import TAXONOMY
 
 ABSENT_VALUES: tuple[str, ...] = ("no", "0")
@@ -57,12 +58,15 @@ class PartDrop:
         max_cover: only parts covering at most this share of the points are removed (a tree keeps its crown).
         absent: caption a wholly removed part with its attribute's absent value, where it has one.
         optional_only: remove only optional parts, captioned absent (implies ``absent``).
+        generic: a view that lost a part its category needs is captioned without the category's name, by
+            what it still shows ("an object with three legs and armrests"), so the name is never taught on it.
     """
 
     p: float = 0.25
     max_cover: float = 0.75
     absent: bool = False
     optional_only: bool = False
+    generic: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p <= 1.0:
@@ -103,10 +107,23 @@ class PartDrop:
                     shown[name] = absent
         keep = np.flatnonzero(~drop)
         rows = np.concatenate([keep, rng.choice(keep, size=len(labels) - len(keep), replace=True)])
-        template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
-        caption = render_caption(category, shown, template, "train", variant)
         defining = not _optional(gone, left, category)
+        if defining and self.generic:
+            if not shown:
+                return None
+            caption = generic_caption(category, shown, rng)
+        else:
+            template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
+            caption = render_caption(category, shown, template, "train", variant)
         return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption, defining)
+
+
+def generic_caption(category: str, attributes: dict[str, str], rng: np.random.Generator) -> str:
+    """"an object with <phrase>, <phrase> and <phrase>": the attributes' noun phrases without the category's name."""
+    phrases = [str(rng.choice(PHRASES[category].attrs[name].np[value])) for name, value in attributes.items()]
+    phrases = [phrases[i] for i in rng.permutation(len(phrases))]
+    listed = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"an object with {listed}"
 
 
 def _remove(labels: np.ndarray, bit: int) -> tuple[np.ndarray, int, int]:

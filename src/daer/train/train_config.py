@@ -23,7 +23,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 # (a resumed old run must not switch on what it was not trained with).
 OFF_WHEN_ABSENT: dict[str, Any] = {
     "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False,
-    "text_noise": 0.0, "part_swap": 0.0,
+    "text_noise": 0.0, "part_swap": 0.0, "part_drop_generic": False,
 }  # fmt: skip
 
 
@@ -56,6 +56,7 @@ class TrainConfig:
     part_drop: float = 0.5  # chance a training shape loses one labelled part, captioned by what is left (Synth)
     part_drop_absent: bool = False  # a wholly dropped part is captioned by its absent value ("no armrests")
     part_drop_optional: bool = True  # drop only optional parts (armrests, a chimney), captioned absent
+    part_drop_generic: bool = False  # a view that lost a part its category needs is captioned without its name
     part_drop_within: bool = False  # a view that lost a part its category needs is contrasted within its category
     part_swap: float = 0.0  # chance a training shape takes one labelled part from a shape of its category (Synth)
     text_noise: float = 0.05  # std of Gaussian noise on the text features before projection (a ridge on them)

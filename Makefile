@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q -ra
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 demo: install

@@ -1,6 +1,6 @@
 """Copy the final model of a benchmark training run (weights + config only) to a folder, e.g. the packaged demo model.
 
-    python -m benchmarks.export_model --runs runs/bench_train --mode haf --out src/daer/assets/demo_model
+python -m benchmarks.export_model --runs runs/bench_train --mode haf --out src/daer/assets/demo_model
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ def test_no_5xx_and_every_4xx_says_why(operations: list[schemathesis.APIOperatio
     for op in operations:
 
         @given(case=op.as_strategy(generation_mode=mode))
-        @settings(max_examples=20, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=20, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         def check(case: schemathesis.Case) -> None:
             response = case.call()
             where = (case.method, case.formatted_path, response.status_code, response.text[:300])

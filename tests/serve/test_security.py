@@ -78,8 +78,9 @@ def test_a_full_house_refuses_without_the_app_and_slots_come_back():
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot():
     slots = threading.BoundedSemaphore(1)
-    mw = UploadSlotsMiddleware(read_body_app, slots, frozenset({PATH}), body_timeout=0.2, message="busy",
-                               max_bytes=10**6)
+    mw = UploadSlotsMiddleware(
+        read_body_app, slots, frozenset({PATH}), body_timeout=0.2, message="busy", max_bytes=10**6
+    )
     sent, reads = call(mw, scope(), [b"a"] * 100, delay=0.05)
     assert status(sent) == 408 and 2 <= reads < 100
     assert slots.acquire(blocking=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 # Function words of English and the generic nouns of 3D captions that never name a part or property.
+# fmt: off
 FUNCTION_WORDS: frozenset[str] = frozenset(
     {
         "a", "an", "the", "this", "that", "these", "those", "it", "its", "it's", "which", "who", "whose", "what",
@@ -25,6 +26,7 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
         "picture",
     }
 )
+# fmt: on
 
 
 # Words that open a new phrase of a description ("a tree | with a conical crown | and a short trunk").

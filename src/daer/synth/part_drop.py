@@ -119,7 +119,7 @@ class PartDrop:
 
 
 def generic_caption(category: str, attributes: dict[str, str], rng: np.random.Generator) -> str:
-    """"an object with <phrase>, <phrase> and <phrase>": the attributes' noun phrases without the category's name."""
+    """The attributes' noun phrases without the category's name: "an object with <phrase>, <phrase> and <phrase>"."""
     phrases = [str(rng.choice(PHRASES[category].attrs[name].np[value])) for name, value in attributes.items()]
     phrases = [phrases[i] for i in rng.permutation(len(phrases))]
     listed = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]

@@ -192,7 +192,9 @@ class Trainer:
         if self.cfg.part_drop > 0:
             if self.manifest.get("point_attrs"):
                 kwargs["part_drop"] = PartDrop(
-                    self.cfg.part_drop, absent=self.cfg.part_drop_absent, optional_only=self.cfg.part_drop_optional,
+                    self.cfg.part_drop,
+                    absent=self.cfg.part_drop_absent,
+                    optional_only=self.cfg.part_drop_optional,
                     generic=self.cfg.part_drop_generic,
                 )
                 if self.cfg.part_drop_within and self.cfg.part_drop_optional and self.dist.is_main:

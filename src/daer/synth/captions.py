@@ -207,6 +207,12 @@ def render_caption(category: str, attributes: dict[str, str], template: int, gro
     return _fix_articles(text)
 
 
+def random_caption(category: str, attributes: dict[str, str], group: str, rng: np.random.Generator) -> str:
+    """One caption naming exactly ``attributes``, with a template of ``group`` and a variant drawn from ``rng``."""
+    template, variant = int(rng.integers(n_templates(group))), int(rng.integers(1 << 16))
+    return render_caption(category, attributes, template, group, variant)
+
+
 def value_phrases(category: str, attribute: str, value: str) -> tuple[str, ...]:
     """Every phrase (noun-phrase, prenominal and head forms) that can stand for one attribute value."""
     _check(category, {attribute: value}, full=False)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daer.errors import BadInputError
-from daer.synth.captions import n_templates, render_caption
+from daer.synth.captions import random_caption
 from daer.synth.phrases import PHRASES
 from daer.synth.taxonomy import TAXONOMY
 
@@ -113,8 +113,7 @@ class PartDrop:
                 return None
             caption = generic_caption(category, shown, rng)
         else:
-            template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
-            caption = render_caption(category, shown, template, "train", variant)
+            caption = random_caption(category, shown, "train", rng)
         return DroppedView(points[rows], labels[rows].astype(np.int32), shown, caption, defining)
 
 
@@ -129,7 +128,7 @@ def generic_caption(category: str, attributes: dict[str, str], rng: np.random.Ge
 def _remove(labels: np.ndarray, bit: int) -> tuple[np.ndarray, int, int]:
     """(which points carry ``bit``, the union of their labels, the union of the other points' labels)."""
     drop = ((labels >> bit) & 1).astype(bool)
-    return drop, _bits(labels[drop]), _bits(labels[~drop])
+    return drop, label_union(labels[drop]), label_union(labels[~drop])
 
 
 def _optional(gone: int, left: int, category: str) -> bool:
@@ -147,6 +146,6 @@ def _absent_value(category: str, attribute: str) -> str | None:
     return next((v for v in TAXONOMY[category][attribute] if v in ABSENT_VALUES), None)
 
 
-def _bits(labels: np.ndarray) -> int:
+def label_union(labels: np.ndarray) -> int:
     """The union of a set of point labels (0 for none)."""
     return int(np.bitwise_or.reduce(labels)) if len(labels) else 0

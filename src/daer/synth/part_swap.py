@@ -32,8 +32,8 @@ import numpy as np
 
 from daer.data.sampling import normalize_unit_sphere
 from daer.errors import BadInputError
-from daer.synth.captions import n_templates, render_caption
-from daer.synth.part_drop import DroppedView, _bits
+from daer.synth.captions import random_caption
+from daer.synth.part_drop import DroppedView, label_union
 from daer.synth.taxonomy import TAXONOMY, combo_key
 
 # Attributes that a part's extent sets (a stool's height is its legs' length).
@@ -106,8 +106,7 @@ class PartSwap:
             n = len(points)
             rows = rng.choice(len(merged), size=n, replace=len(merged) < n)
             view = normalize_unit_sphere(merged[rows]).astype(np.float32)
-            template, variant = int(rng.integers(n_templates("train"))), int(rng.integers(1 << 16))
-            caption = render_caption(category, shown, template, "train", variant)
+            caption = random_caption(category, shown, "train", rng)
             return DroppedView(view, merged_labels[rows].astype(np.int32), shown, caption)
         return None
 
@@ -118,7 +117,7 @@ def swap_mask(labels: np.ndarray, donor_labels: np.ndarray, bit: int) -> int:
     both = np.concatenate([np.asarray(labels, np.int64), np.asarray(donor_labels, np.int64)])
     mask = 1 << bit
     while True:
-        grown = mask | _bits(both[(both & mask) != 0])
+        grown = mask | label_union(both[(both & mask) != 0])
         if grown == mask:
             return mask
         mask = grown

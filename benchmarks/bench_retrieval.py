@@ -1,4 +1,4 @@
-"""Retrieval benchmark: exact vs ERS vs IVF vs HNSW on synthetic embeddings, plus ERS ablations.
+"""Retrieval benchmark: exact vs ERS vs IVF vs HNSW vs ScaNN on synthetic embeddings, plus ERS ablations.
 
 Run: ``python -m benchmarks.bench_retrieval`` (quick, n = 100,000) or
 ``python -m benchmarks.bench_retrieval --full`` (n = 1,000,000; several minutes on 2 cores).
@@ -51,7 +51,7 @@ def goals(result: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, bool,
             )
         )
     sweeps = result["sweeps"]
-    for other in ("ivf", "hnsw"):
+    for other in ("ivf", "hnsw", "scann"):
         if other not in sweeps:
             continue
         for key, label in (("qps_single", "single"), ("qps_batch", "batch")):
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sweeps = "\n\n".join(f"**{name.upper()}**\n\n{_sweep_table(points)}" for name, points in result["sweeps"].items())
     title = "Retrieval at n = 1M (full)" if args.full else "Retrieval at n = 100k (quick)"
+    scann_note = "" if "scann" in result["sweeps"] else ", not measured: ScaNN is not installed"
     md = f"""## {title}
 
 Command: `{cmd}` (git {git_sha()}), {elapsed / 60:.1f} min
@@ -162,7 +163,8 @@ Settings: FAISS threads {result["threads"]}; single-query rate = one query per c
 queries (exact: {cfg.exact_single_queries}), the faster of {result["threads"]} FAISS threads and 1; batch =
 {cfg.queries:,} per call with {result["threads"]} threads; medians of {cfg.repeats} runs.
 Each method is shown at its operating point: the fastest swept setting (one query per call) reaching
-recall@10 >= {spec["target"]} (or its most accurate setting). ERS: {cfg.ers}; IVF: {cfg.ivf}; HNSW: {cfg.hnsw}.
+recall@10 >= {spec["target"]} (or its most accurate setting). ERS: {cfg.ers}; IVF: {cfg.ivf}; HNSW: {cfg.hnsw};
+ScaNN: {cfg.scann} (0 leaves: 2·√n; 4-bit anisotropic hashing, exact reorder){scann_note}.
 ERS-<codes>: the same ERS settings with other leaf codes ({", ".join(cfg.ers_codes) or "none"}).
 
 | method | recall@10 | q/s 1 per call | q/s 1,000 per call | build s | bytes/vector | settings |

@@ -10,6 +10,7 @@ import pytest
 from daer.cli import main
 from daer.errors import BadInputError
 from daer.retrieval.bench import BenchConfig, operating_point, pareto, recall_at, run_retrieval_bench
+from daer.retrieval.scann_index import scann_available
 
 
 def test_cli_json_keys_at_tiny_n(capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,12 +18,13 @@ def test_cli_json_keys_at_tiny_n(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert {"n", "dim", "methods"} <= set(out) and out["n"] == 1500 and out["dim"] == 32
-    assert [m["name"] for m in out["methods"]] == ["exact", "ers", "ivf", "hnsw"]
+    peers = ["scann"] if scann_available() else []  # an optional peer, skipped where not installed
+    assert [m["name"] for m in out["methods"]] == ["exact", "ers", "ivf", "hnsw", *peers]
     for m in out["methods"]:
         assert {"name", "recall_at_10", "qps_single", "qps_batch", "build_s", "bytes_per_vector"} <= set(m)
         assert 0.0 <= m["recall_at_10"] <= 1.0 and m["qps_single"] > 0 and m["qps_batch"] > 0
     assert out["methods"][0]["recall_at_10"] == 1.0
-    for name in ("ers", "ivf", "hnsw"):
+    for name in ("ers", "ivf", "hnsw", *peers):
         assert any(p["pareto"] for p in out["sweeps"][name])
 
 

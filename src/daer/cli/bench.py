@@ -1,4 +1,4 @@
-"""``daer bench``: benchmarks as commands. ``daer bench retrieval`` compares exact, ERS, IVF and HNSW.
+"""``daer bench``: benchmarks as commands. ``daer bench retrieval`` compares exact, ERS, IVF, HNSW and ScaNN.
 
 The group is open: any module of ``daer.cli`` may add a ``daer bench <name>`` subcommand by defining
 ``register_bench(bench_subparsers)``; :func:`register` calls every such function after adding its own.
@@ -15,9 +15,9 @@ from typing import Any
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
-    from daer.retrieval.bench import BenchConfig, run_retrieval_bench
+    from daer.retrieval.bench import METHODS, BenchConfig, run_retrieval_bench
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) or METHODS
     cfg = BenchConfig(
         n=args.n, dim=args.dim, queries=args.queries, target_recall=args.target_recall, seed=args.seed,
         threads=args.threads, methods=methods,
@@ -48,12 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (retrieval, ...)")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
 
-    p = bsub.add_parser("retrieval", help="exact vs ERS vs IVF vs HNSW on synthetic embeddings")
+    p = bsub.add_parser("retrieval", help="exact vs ERS vs IVF vs HNSW vs ScaNN on synthetic embeddings")
     p.add_argument("--n", type=int, default=1_000_000, help="database size (default 1,000,000)")
     p.add_argument("--dim", type=int, default=256, help="embedding dimension (default 256)")
     p.add_argument("--queries", type=int, default=1000, help="queries, also the batch size (default 1000)")
     p.add_argument("--target-recall", type=float, default=0.98, help="recall@10 of the operating points (0.98)")
-    p.add_argument("--methods", default="exact,ers,ivf,hnsw", help="comma-separated subset of exact,ers,ivf,hnsw")
+    methods_help = "comma-separated subset of exact,ers,ivf,hnsw,scann (default: all; scann only where installed)"
+    p.add_argument("--methods", default="", help=methods_help)
     p.add_argument("--threads", type=int, default=0, help="FAISS threads (default: daer's thread policy)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--json", action="store_true", help='print {"n","dim","methods":[...]} as JSON')

@@ -1,21 +1,24 @@
-"""Retrieval benchmark: exact, ERS, IVF and HNSW on the same synthetic embeddings, in the same run.
+"""Retrieval benchmark: exact, ERS, IVF, HNSW and ScaNN on the same synthetic embeddings, in the same run.
 
 ``ers_codes`` adds ERS indexes with other leaf codes (e.g. ``pq4fs``, ``flat``), built with the same settings
 otherwise and reported as methods ``ers-<codes>`` beside the main ``ers`` (whose codes ``ers`` sets).
 
 For every approximate method the search knobs are swept (ERS: beam × n_probe, for pq4fs leaves also
-the candidates re-scored exactly; IVF: nprobe; HNSW: efSearch) in order of increasing cost, as FAISS's
-``OperatingPoints`` does, and the Pareto frontier of recall@k against single-query throughput is kept.
+the candidates re-scored exactly; IVF: nprobe; HNSW: efSearch; ScaNN: leaves searched × candidates
+re-scored exactly) in order of increasing cost, as FAISS's ``OperatingPoints`` does, and the Pareto
+frontier of recall@k against single-query throughput is kept.
 Each method is then reported at its *operating point*: the fastest swept setting whose recall reaches
 ``target_recall`` (or its most accurate setting if none does), so methods are compared at (nearly) equal
-recall rather than at arbitrary settings.
+recall rather than at arbitrary settings. ScaNN is optional: where it is not installed it is skipped, with
+a logged message.
 
 Measurements:
 
 - ``recall_at_10``: mean fraction of the exact top-k (FAISS flat inner product) found, over all queries.
 - ``qps_single``: one query per call over ``single_queries`` queries; the median of ``repeats`` runs,
   with all FAISS threads and with one, whichever is faster (see :func:`time_single_best`).
-- ``qps_batch``: all queries (1,000 by default) in one call; the median of ``repeats`` runs.
+- ``qps_batch``: all queries (1,000 by default) in one call; the median of ``repeats`` runs (ScaNN
+  searches a batch on its own pool of the same number of threads as FAISS).
 - ``build_s``: wall-clock seconds from embeddings to a searchable index.
 - ``bytes_per_vector``: memory the index holds per item (see each index's ``bytes_per_vector``).
 """
@@ -37,10 +40,11 @@ from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
 from daer.retrieval.ers import ERSIndex
 from daer.retrieval.leaf_codes import CODES as ERS_CODES
 from daer.retrieval.leaf_codes import PQ4FS
+from daer.retrieval.scann_index import ScaNNIndex, scann_available
 from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
 from daer.utils.threads import resolve_threads
 
-METHODS = ("exact", "ers", "ivf", "hnsw")
+METHODS = ("exact", "ers", "ivf", "hnsw", "scann")
 
 
 @dataclass
@@ -67,6 +71,9 @@ class BenchConfig:
     ivf: dict[str, Any] = field(default_factory=lambda: {"codes": "flat"})
     hnsw: dict[str, Any] = field(default_factory=lambda: {"m": 32, "ef_construction": 40})
     ef_searches: tuple[int, ...] = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+    scann: dict[str, Any] = field(default_factory=lambda: {"num_leaves": 0, "reorder": 100})  # 0 leaves → 2·√n
+    scann_leaves: tuple[int, ...] = (10, 20, 40, 80, 160)  # leaves_to_search
+    scann_reorders: tuple[int, ...] = (50, 100, 250)  # pre_reorder_num_neighbors (raised to k where below it)
 
 
 def make_data(cfg: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +195,8 @@ def build_method(name: str, x: np.ndarray, cfg: BenchConfig) -> Any:
         return IVFIndex.build(x, seed=cfg.seed, **cfg.ivf)
     if name == "hnsw":
         return HNSWIndex.build(x, **cfg.hnsw)
+    if name == "scann":
+        return ScaNNIndex.build(x, threads=_threads(cfg), **cfg.scann)
     raise BadInputError(f"unknown retrieval method {name!r} (known: {', '.join(METHODS)})")
 
 
@@ -205,6 +214,11 @@ def method_grid(name: str, index: Any, cfg: BenchConfig) -> list[list[dict[str, 
         return [[{"nprobe": p} for p in cfg.n_probes if p <= nlist]]
     if name == "hnsw":
         return [[{"ef_search": e} for e in cfg.ef_searches]]
+    if name == "scann":
+        nl = index.settings["num_leaves"]
+        leaves = [s for s in cfg.scann_leaves if s <= nl] or [nl]
+        reorders = sorted({max(r, cfg.k) for r in cfg.scann_reorders})
+        return [[{"leaves_to_search": s, "pre_reorder_num_neighbors": r} for s in leaves] for r in reorders]
     return [[{}]]
 
 
@@ -242,6 +256,9 @@ def run_retrieval_bench(
     sweeps: dict[str, list[dict[str, Any]]] = {}
     for name in runs:
         if name == "exact":
+            continue
+        if name == "scann" and not scann_available():
+            log("scann: skipped, ScaNN is not installed (pip install 'daer[scann]')")
             continue
         t0 = time.perf_counter()
         index = build_method(name, x, cfg)

@@ -225,6 +225,15 @@ def test_pq4fs_reorder_setting_and_padded_leaves(small_data) -> None:
         assert set(many.leaf_of[row[row >= 0]]) <= set(lv[lv >= 0])
 
 
+def test_pq4fs_recall_holds_where_the_beam_leaves_padding(pq_index: ERSIndex, pq_data) -> None:
+    # a narrow beam reaches fewer leaves than n_probe asks for: the -1 padding must not be scanned as a list
+    x, q, truth = pq_data
+    leaves = descend(pq_index.tree, normalise_queries(q, x.shape[1]), 8, 128)[0]
+    assert (leaves < 0).any() and (leaves >= 0).all(axis=1).any()  # padded and full rows in one batch
+    r_wide = recall(pq_index.search(q, k=10, beam=8, n_probe=128)[1], truth)
+    assert r_wide >= recall(pq_index.search(q, k=10, beam=8, n_probe=48)[1], truth) - 0.01 and r_wide >= 0.95
+
+
 def test_pq4fs_bad_settings_are_refused(small_data) -> None:
     x, _ = small_data  # d = 32
     for bad in ({"pq_m": 7}, {"pq_m": -2}, {"refine": False}, {"reorder": -1}):

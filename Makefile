@@ -24,7 +24,6 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
 
 demo: install
 	$(VENV)/bin/daer demo --out $(DEMO_DIR)

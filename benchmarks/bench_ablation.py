@@ -25,6 +25,8 @@ from benchmarks.report import command_line, git_sha, machine_line, write_section
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
 CONTEXT = '{"point_context":true}'
 PHRASE = '{"text_phrase_tokens":true}'
+LOCAL_GEOMETRY = '{"local_position":false}'
+TEXT_FT1 = '{"text_finetune_layers":1}'
 
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
 # Every row runs without part drop (and part drop of any part) and without text-feature noise, unless its own
@@ -115,6 +117,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "phrase": ("noise_0.05 + phrase tokens: HAF's word features come from each phrase of the caption encoded "
                "alone (\"with a conical crown\"), so a word cannot carry the rest of the combination",
                [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={PHRASE}"]),
+    "local_geometry": ("noise_0.05 + HAF's patch and part tokens without absolute position (local geometry only; "
+                       "position joins at the transformer), so a part reads the same wherever the rest puts it",
+                       [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={LOCAL_GEOMETRY}"]),
+    "text_ft1": ("noise_0.05 + MiniLM's last layer trained (at 0.05 x the learning rate), the lower ones cached",
+                 [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={TEXT_FT1}"]),
     "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",

@@ -45,6 +45,20 @@ def test_precomputed_groups_give_the_same_features(cfg) -> None:
     assert torch.equal(a.centers[0], gather(x, torch.stack([g.centers[0] for g in per_shape])))
 
 
+@pytest.mark.parametrize("local_position", [True, False])
+def test_local_tokens_without_position_read_geometry_only(cfg, local_position: bool) -> None:
+    # Shifting the whole cloud keeps every kNN group: without local_position the patch and part tokens are
+    # unchanged (local geometry only) while the object level and the global embedding still see the position.
+    torch.manual_seed(0)
+    enc = PointEncoder(load_config(cfg, local_position=local_position)).eval()
+    x = cloud(2, cfg.n_points, seed=2)
+    groups = enc.groups(x)
+    a, b = enc(x, groups), enc(x + torch.tensor([0.3, -0.2, 0.25]), groups)
+    for lvl in (0, 1):
+        assert torch.allclose(a.levels[lvl], b.levels[lvl], atol=1e-5) == (not local_position), lvl
+    assert not torch.allclose(a.global_, b.global_, atol=1e-5)
+
+
 def test_every_parameter_gets_a_gradient(cfg) -> None:
     torch.manual_seed(0)
     enc = PointEncoder(cfg)

@@ -15,11 +15,12 @@ import torch
 
 from daer.cli import main as cli_main
 from daer.errors import BadInputError, IntegrityError
+from daer.models.config import MINILM_NAME, load_config
 from daer.models.model import load_model
 from daer.synth.splits import split_table
 from daer.train import checkpoint as ckpt
 from daer.train.run_folder import manifest_hash
-from daer.train.schedule import lr_at
+from daer.train.schedule import lr_at, set_lr
 from daer.train.train_config import TrainConfig
 from daer.train.trainer import Trainer, train
 from tests.data.test_dataset import write_tiny
@@ -277,3 +278,18 @@ def test_text_noise_reaches_the_encoder_and_is_validated(data, tmp_path):
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(BadInputError, match="text_noise"):
             config(data, tmp_path / "bad", text_noise=bad)
+
+
+def test_finetuned_text_layers_take_a_smaller_step(data, tmp_path):
+    model_cfg = tmp_path / "small_ft.json"
+    model_cfg.write_text(json.dumps(load_config("tiny", text_encoder=MINILM_NAME, text_finetune_layers=1).to_dict()))
+    trainer = Trainer(config(data, tmp_path / "run", config=str(model_cfg), steps=1, text_lr_scale=0.05))
+    tail = {id(p) for p in trainer.model.text.tail.parameters()}
+    scaled = [g for g in trainer.optimizer.param_groups if "lr_scale" in g]
+    assert len(tail) > 0 and len(scaled) == 1 and {id(p) for p in scaled[0]["params"]} == tail
+    assert not any(id(p) in tail for g in trainer.optimizer.param_groups if g is not scaled[0] for p in g["params"])
+    set_lr(trainer.optimizer, 1e-3)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-3, 1e-3, pytest.approx(5e-5)]
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(BadInputError, match="text_lr_scale"):
+            config(data, tmp_path / "bad", text_lr_scale=bad)

@@ -21,7 +21,7 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 
 # Fields added after checkpoints were saved, with the value that reproduces those checkpoints: left out of
 # the config hash at that value, so saved models (the packaged one included) keep loading.
-ADDED_FIELDS: dict[str, Any] = {"text_phrase_tokens": False}
+ADDED_FIELDS: dict[str, Any] = {"text_phrase_tokens": False, "local_position": True}
 
 
 @dataclass
@@ -50,6 +50,8 @@ class ModelConfig:
     mlp_ratio: float = 2.0  # transformer MLP hidden width / point_width
     dropout: float = 0.0  # dropout in the point transformer
     point_context: bool = False  # True: HAF reads in-context part tokens (measured worse than local ones)
+    local_position: bool = True  # patch and part tokens carry an absolute-position embedding; False: local
+    # geometry only (relative coordinates), the position joining at the transformer's input
 
     # --- text encoder ---
     text_encoder: str = MINILM_NAME  # "all-MiniLM-L6-v2" (packaged, offline), "tiny" (from scratch) or a HF folder

@@ -174,7 +174,10 @@ class PointEncoder(nn.Module):
         self.patch = PatchEmbed(cfg.patch_mlp, w1, _radius(k1, cfg.n_points))
         self.parts = GroupEmbed(w1, w, _radius(k2, n1))
         self.objects = GroupEmbed(w, w, _radius(k3, n2))
-        self.pos1 = nn.Sequential(nn.Linear(3, w1), nn.GELU(), nn.Linear(w1, w1))
+        # Without local_position, patch and part tokens describe local geometry only, so a part's token does not
+        # depend on where the rest of the shape put it (a crown raised by a tall trunk reads as the same crown).
+        self.local_position = cfg.local_position
+        self.pos1 = nn.Sequential(nn.Linear(3, w1), nn.GELU(), nn.Linear(w1, w1)) if cfg.local_position else None
         self.pos2 = nn.Sequential(nn.Linear(3, w), nn.GELU(), nn.Linear(w, w))
         self.norm1 = nn.LayerNorm(w1)
         self.norm2 = nn.LayerNorm(w)
@@ -213,9 +216,14 @@ class PointEncoder(nn.Module):
         p2 = gather(p1, c2)  # (B, N2, 3)
         p3 = gather(p2, c3)  # (B, N3, 3)
 
-        t1 = self.norm1(self.patch(points, p1, g1) + self.pos1(p1))  # (B, N1, W1) patches
-        t2 = self.norm2(self.parts(t1, p1, p2, g2) + self.pos2(p2))  # (B, N2, W) parts
-        x = t2
+        t1 = self.patch(points, p1, g1)  # (B, N1, W1) patches
+        t1 = self.norm1(t1 if self.pos1 is None else t1 + self.pos1(p1))
+        t2 = self.parts(t1, p1, p2, g2)  # (B, N2, W) parts
+        if self.local_position:
+            t2 = x = self.norm2(t2 + self.pos2(p2))
+        else:
+            t2 = self.norm2(t2)
+            x = t2 + self.pos2(p2)
         for blk in self.blocks:
             x = blk(x)
         x = self.norm_out(x)  # (B, N2, W) parts in context

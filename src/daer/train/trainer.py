@@ -109,10 +109,18 @@ class Trainer:
             self.prefill_seconds = self.prefill_text_cache(captions + (self.swaps.captions() if self.swaps else []))
         self.sampler = self._sampler(0)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.dim() < 2]
+        # pretrained text layers (text_finetune_layers) take a smaller step than the layers learnt from scratch
+        tail_layers = getattr(self.model.text, "tail", None)
+        pretrained = {id(p) for p in tail_layers.parameters()} if tail_layers is not None else set()
+        fresh = [p for p in self.params if id(p) not in pretrained]
+        decay = [p for p in fresh if p.dim() >= 2]
+        no_decay = [p for p in fresh if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if pretrained:
+            tail = [p for p in self.params if id(p) in pretrained]
+            groups.append({"params": tail, "weight_decay": cfg.weight_decay, "lr_scale": cfg.text_lr_scale})
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            groups,
             lr=cfg.lr,
             betas=(0.9, 0.98),
             eps=1e-6,

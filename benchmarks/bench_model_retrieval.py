@@ -27,6 +27,7 @@ from daer.data.shards import iter_records, read_manifest
 from daer.retrieval.indexer import build_index
 from daer.retrieval.searcher import Searcher
 from daer.synth.captions import spec_queries
+from daer.utils.threads import configure_threads
 
 
 def _queries(data_dir: str, max_queries: int, seed: int) -> tuple[list[str], list[str]]:
@@ -76,9 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-queries", type=int, default=500)
     parser.add_argument("--depths", default="0,10,25,50,100", help="re-rank depths R")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch/FAISS threads (0: daer's thread policy)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    threads = configure_threads(args.threads or None)
     index_dir = Path(args.index or Path(args.ckpt) / "index_ers")
     if not (index_dir / "manifest.json").is_file():
         build_index(args.ckpt, args.data, index_dir, method="ers")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Command: `python -m benchmarks.bench_model_retrieval --ckpt {args.ckpt} --data {args.data} "
         f"--max-queries {args.max_queries} --depths {args.depths}` (git {git_sha()})",
-        f"Machine: {machine_line()}. Database: {len(meta):,} Align3D-Synth shapes (every split); "
+        f"Machine: {machine_line()}; {threads} thread(s). Database: {len(meta):,} Align3D-Synth shapes (every split); "
         f"{len(texts)} instance queries (test captions, held-out templates) and {len(specs)} spec queries.",
         "",
         "| method | t2s_r1 | spec_p10 | median latency ms |",

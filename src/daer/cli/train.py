@@ -30,6 +30,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--part-drop", "part_drop", float, "chance a shape loses an optional part, captioned absent (default 0.5)"),
     ("--part-swap", "part_swap", float, "chance a shape takes a part from another shape of its category (default 0)"),
     ("--text-noise", "text_noise", float, "std of noise on text features before projection (default 0.05; 0: off)"),
+    ("--text-lr-scale", "text_lr_scale", float, "learning-rate factor of trained MiniLM layers (default 0.05)"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every N steps (default 200)"),
     ("--log-every", "log_every", int, "log every N steps (default 10)"),
     ("--seed", "seed", int, "seed of init, data order and augmentation (default 0)"),

@@ -220,7 +220,7 @@ def test_point_attrs_round_trip_and_mixed_rows(tmp_path: Path) -> None:
         if i not in (1, 4, 5):  # shard 1 (rows 4..6) holds one labelled row, shard 0 two unlabelled
             r.point_attrs = rng.integers(0, 1 << 16, 64).astype(np.uint16)
     manifest = write_set(tmp_path, recs)
-    assert manifest["schema_version"] == shards.SCHEMA_VERSION == 2 and manifest["point_attrs"] == 4
+    assert manifest["schema_version"] == shards.SCHEMA_VERSION == 3 and manifest["point_attrs"] == 4
     back = list(iter_records(tmp_path, verify=True))
     for a, b in zip(recs, back, strict=True):
         assert_same(a, b)

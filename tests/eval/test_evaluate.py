@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from daer.data.build import build_synth
+from daer.data.point_groups import GroupSpec
 from daer.data.record import ShapeRecord
 from daer.data.shards import DatasetWriter, iter_records
 from daer.errors import BadInputError
@@ -25,6 +26,7 @@ from daer.models.text_encoder import TextFeatures
 from daer.synth.captions import PHRASES, class_prompts, render_caption, spec_queries, value_phrases
 from daer.synth.generator import caption_draws
 from daer.synth.taxonomy import CATEGORIES, TAXONOMY
+from tests.data.test_point_groups import TINY, spy_groups, with_group_values, without_groups
 
 # --------------------------------------------------------------------------------------------------
 # A ground-truth scorer
@@ -331,3 +333,25 @@ def test_bad_arguments(synth: Path, tmp_path: Path) -> None:
     data = _write_set(tmp_path / "mn", "modelnet40-h5", unique_captions=False)
     with pytest.raises(BadInputError, match="no shapes"):
         evaluate(model, data, split="val")
+
+
+def test_stored_groups_give_the_same_metrics(synth: Path, tmp_path: Path) -> None:
+    """Every metric (grounding included) from the stored groups equals on-the-fly grouping's, exactly; the stored
+    ones are used where they match the model's config, never where they do not, nor from an old data set."""
+    torch.manual_seed(0)
+    model = create_model("tiny", n_points=256).eval()
+    calls = spy_groups(model)
+    stored = evaluate(model, synth, batch_size=16)
+    assert calls and all(calls)  # both passes and grounding
+    calls.clear()
+    old = evaluate(model, without_groups(synth, tmp_path / "old"), batch_size=16)  # same batches, same sums
+    assert calls and not any(calls)
+    assert stored == old and stored["grounding"] is not None
+    # a set stored for another config (k of the last level) is not this model's: grouped on the fly
+    other = GroupSpec(256, TINY.level_sizes, (8, 4, 2))
+    build_synth(tmp_path / "other", 60, n_points=256, workers=1, progress=False, groups=(other,))
+    calls.clear()
+    assert evaluate(model, tmp_path / "other", batch_size=16) == stored and not any(calls)
+    # shapes given each other's groups: the metrics move, so the equality above is no accident
+    rolled = with_group_values(synth, tmp_path / "rolled", TINY, lambda blk: np.roll(blk, 1, axis=0))
+    assert evaluate(model, rolled, batch_size=16) != stored

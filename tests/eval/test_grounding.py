@@ -164,8 +164,8 @@ def test_end_to_end_on_a_tiny_model(synth: Path, monkeypatch: pytest.MonkeyPatch
     assert measure_grounding(model, synth, "test", max_shapes=0) is None
     assert measure_grounding(create_model("tiny", n_points=256, mode="global"), synth, "test") is None
 
-    def uniform(model, points, captions):  # attention spread evenly: the score must be chance exactly
-        att, words = point_attention(model, points, captions)
+    def uniform(model, points, captions, groups=None):  # attention spread evenly: the score must be chance exactly
+        att, words = point_attention(model, points, captions, groups)
         return [np.ones_like(a) for a in att], words
 
     monkeypatch.setattr(grounding, "point_attention", uniform)

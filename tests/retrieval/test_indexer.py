@@ -17,6 +17,7 @@ from daer.models.point_encoder import PointFeatures
 from daer.retrieval.indexer import build_index, model_hash
 from daer.retrieval.searcher import Searcher
 from daer.retrieval.store import open_index_dir
+from tests.data.test_point_groups import TINY, spy_groups, with_group_values, without_groups
 
 N_SHAPES = 40
 
@@ -129,3 +130,24 @@ def test_bad_input(stack, tmp_path: Path) -> None:
     with pytest.raises(BadInputError):
         Searcher(stack["exact"]).search_many(["  "])
     assert not (tmp_path / "x").exists()
+
+
+def test_stored_groups_give_the_same_index(stack, tmp_path: Path) -> None:
+    """The stored tiny groups are read (not recomputed) and give bit for bit the embeddings of on-the-fly grouping;
+    a data set without them (written before schema 3) is grouped on the fly; groups that are not the shapes' own
+    (shuffled between shapes) change the embeddings, so the equality is no accident of unused groups."""
+    model = load_model(stack["run"])
+    calls = spy_groups(model)
+    build_index(stack["run"], stack["data"], tmp_path / "stored", method="exact", batch=7, progress=False, model=model)
+    assert calls and all(calls)
+    old = without_groups(stack["data"], tmp_path / "old")
+    calls.clear()
+    build_index(stack["run"], old, tmp_path / "fly", method="exact", batch=7, progress=False, model=model)  # same
+    # batches as above: the encoder's float sums (not the groups) move with the batch size
+    assert calls and not any(calls)
+    a, b = (open_index_dir(tmp_path / name) for name in ("stored", "fly"))
+    for name in ("vectors", "fine_1", "fine_2", "fine_3"):
+        assert np.array_equal(a.array(name), b.array(name)), name
+    shuffled = with_group_values(stack["data"], tmp_path / "shuffled", TINY, lambda blk: np.roll(blk, 1, axis=0))
+    build_index(stack["run"], shuffled, tmp_path / "wrong", method="exact", progress=False, model=model)
+    assert not np.allclose(open_index_dir(tmp_path / "wrong").array("vectors"), a.array("vectors"), atol=1e-3)

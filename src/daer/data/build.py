@@ -11,6 +11,10 @@ is the same. Progress is kept in two files beside the shards:
 
 The manifest is written last, atomically; until then the folder is not a data set. Memory is
 bounded by one shard per worker whatever ``n`` is.
+
+Each shard also stores the FPS/kNN groups of its shapes for the built-in model configs
+(:mod:`daer.data.point_groups`), computed by the worker that writes it, so no later evaluation, index build or
+training run groups these shapes again.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from daer.data.point_groups import GroupSpec, applicable, default_specs
 from daer.data.record import ShapeRecord
 from daer.data.shards import MANIFEST, SHARD_PATTERN, assemble_manifest, shard_name, write_manifest, write_shard
 from daer.errors import BadInputError, DaerError, IntegrityError
@@ -68,9 +73,9 @@ def _generator_version(spec: str) -> str:
     return "src-" + h.hexdigest()[:16]
 
 
-def _build_one(task: tuple[str, str, int, int, int, int, int, str, bool]) -> dict[str, Any]:
+def _build_one(task: tuple[str, str, int, int, int, int, int, str, bool, tuple[GroupSpec, ...]]) -> dict[str, Any]:
     """Worker: generate shard ``index`` and write it atomically; returns its log entry."""
-    out_dir, generator, index, start, stop, seed, n_points, points_dtype, normals = task
+    out_dir, generator, index, start, stop, seed, n_points, points_dtype, normals, groups = task
     fn = _resolve(generator)
     records = []
     for i in range(start, stop):
@@ -81,7 +86,7 @@ def _build_one(task: tuple[str, str, int, int, int, int, int, str, bool]) -> dic
         if not normals:
             rec.normals = None
         records.append(rec)
-    entry = write_shard(out_dir, index, records, points_dtype)
+    entry = write_shard(out_dir, index, records, points_dtype, groups)
     entry["index"] = index
     return entry
 
@@ -148,9 +153,14 @@ def _valid(out_dir: Path, index: int, entry: dict[str, Any], rows: int) -> bool:
     )
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops the pool; the next run resumes."""
+def _init_worker() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool (the next run resumes), and group points on one
+    thread each, as DataLoader workers do: there are ``workers`` of them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if "torch" in sys.modules:  # inherited from the parent by fork
+        sys.modules["torch"].set_num_threads(1)
+    else:
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _run(tasks: list[tuple], workers: int, mp_context: str | None) -> Iterator[dict[str, Any]]:
@@ -159,7 +169,7 @@ def _run(tasks: list[tuple], workers: int, mp_context: str | None) -> Iterator[d
             yield _build_one(t)
         return
     ctx = mp.get_context(mp_context)
-    with ctx.Pool(min(workers, len(tasks)), initializer=_ignore_sigint) as pool:
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
         yield from pool.imap_unordered(_build_one, tasks)
 
 
@@ -176,6 +186,7 @@ def build_synth(
     normals: bool = False,
     generator: str = DEFAULT_GENERATOR,
     mp_context: str | None = None,
+    groups: Sequence[GroupSpec] | None = None,
 ) -> dict[str, Any]:
     """Build (or resume building) ``n`` synthetic shapes into ``out_dir``.
 
@@ -191,6 +202,9 @@ def build_synth(
         normals: also store normals (doubles the size on disk).
         generator: ``"module:function"`` taking (index, seed, n_points) and returning a ShapeRecord.
         mp_context: multiprocessing start method (None: the platform default; "spawn" works too).
+        groups: FPS/kNN group sets stored with every shape (None: those of the built-in configs,
+            :func:`daer.data.point_groups.default_specs`; ``()``: none); sets for more than ``n_points`` points
+            are skipped.
 
     Returns:
         the manifest.
@@ -207,6 +221,7 @@ def build_synth(
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"{out_dir}: exists and is not a folder")
     _resolve(generator)  # fail early, in this process, if the generator cannot be loaded
+    specs = applicable(default_specs() if groups is None else groups, n_points)
     settings = {
         "n": n,
         "n_points": n_points,
@@ -217,6 +232,8 @@ def build_synth(
         "generator": generator,
         "generator_version": _generator_version(generator),
     }
+    if specs:  # absent without groups, so that such builds made before groups were stored still resume
+        settings["point_groups"] = [s.to_json() for s in specs]
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _check_settings(out_dir, settings)
     for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed worker
@@ -232,7 +249,7 @@ def build_synth(
         (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is not a complete data set until the end
         _rewrite_log(log_path, [done[i] for i in sorted(done)])  # drops torn lines and stale entries
         tasks = [
-            (str(out_dir), generator, i, *bounds[i], seed, n_points, points_dtype, normals)
+            (str(out_dir), generator, i, *bounds[i], seed, n_points, points_dtype, normals, specs)
             for i in todo  # in index order, so a partial build holds a prefix of the data set
         ]
         initial = sum(e["rows"] for e in done.values())
@@ -248,6 +265,7 @@ def build_synth(
         "synth",
         entries,
         created=state["created"],
+        groups=specs,
         generator=SYNTH_GENERATOR,
         generator_version=settings["generator_version"],
         seed=seed,

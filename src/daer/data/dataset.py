@@ -7,7 +7,15 @@ exactly the shapes and captions a single uninterrupted run sees.
 
 Farthest-point sampling and kNN grouping do not change under yaw rotation or isotropic scaling
 (and barely under small jitter), so they are computed once per shape and cached (in memory, and in
-a safetensors file when a cache folder is given) instead of once per step.
+a safetensors file when a cache folder is given) instead of once per step; where the data set stores the
+groups of the model's config (:mod:`daer.data.point_groups`), the cache is filled from the shards instead.
+
+Augmentation and groups, one policy for both sources: every augmented copy of a shape is served the groups
+of the clean stored shape. Yaw rotation about the origin and isotropic scaling leave them exact; the jitter
+(sigma 0.005 of the unit sphere, clipped at 3 sigma) can move a point across a neighbourhood's boundary, so a
+jittered copy's own kNN may differ by a few points from the groups it is served, a fixed neighbourhood of
+the shape rather than of the noise. Part-dropped and part-swapped views are other shapes: their groups are
+computed when they are served.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from daer.data.point_groups import served_points, stored_spec, unpack
 from daer.data.sampling import fixed_subset
-from daer.data.shards import MANIFEST, iter_records, load_point_attrs, load_points, read_manifest
+from daer.data.shards import MANIFEST, iter_records, load_groups, load_point_attrs, load_points, read_manifest
 from daer.errors import BadInputError
 from daer.synth.part_drop import PartDrop
 from daer.synth.part_swap import Donor, PartSwap
@@ -40,7 +49,7 @@ Key = int | tuple[int, int]  # shape index, or (epoch, shape index)
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation; every transform keeps precomputed FPS/kNN groups valid.
+    """Training augmentation; every copy is served the FPS/kNN groups of the clean shape (module docstring).
 
     Attributes:
         yaw: rotate by a random angle about +z (up).
@@ -194,6 +203,9 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             epoch, so cached groups stay valid); None keeps all N.
         augment: training augmentation, or None.
         groups_fn: computes FPS/kNN groups for (B, n_points, 3) points; None serves no groups.
+        groups: every shape's groups at ``groups_fn``'s settings, batched in row order (what :meth:`from_folder`
+            reads from the shards where they are stored): served instead of computed and cached (``groups_fn``
+            still groups part-dropped and part-swapped views); needs ``groups_fn``.
         groups_key: describes ``groups_fn``'s settings; part of the cache file name and check.
         cache_dir: folder for the groups cache file (None: memory only).
         cache_tag: identifies the data (e.g. the manifest hash and split) in the cache file name.
@@ -218,6 +230,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         n_points: int | None = None,
         augment: Augment | None = None,
         groups_fn: GroupsFn | None = None,
+        groups: Any = None,
         groups_key: str = "",
         cache_dir: str | os.PathLike[str] | None = None,
         cache_tag: str = "",
@@ -274,21 +287,43 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             self._by_category = {c: np.flatnonzero(cats == c) for c in dict.fromkeys(self.categories)}
         self.groups_fn = groups_fn
         self.groups = None
-        if groups_fn is not None:
+        if groups is not None:
+            if groups_fn is None:
+                raise BadInputError("stored groups are served with a groups_fn (it groups part-dropped views)")
+            rows = {t.shape[0] for t in _flatten(groups).values()}
+            if rows != {m}:
+                raise BadInputError(f"stored groups hold {sorted(rows)} rows for {m} shapes")
+            self.groups = groups
+        elif groups_fn is not None:
             self.groups = self._load_or_compute_groups(groups_fn, groups_key, cache_dir, cache_tag, groups_chunk)
 
     @classmethod
     def from_folder(
-        cls, data_dir: str | os.PathLike[str], split: str = "train", labels: bool = False, **kwargs: Any
+        cls,
+        data_dir: str | os.PathLike[str],
+        split: str = "train",
+        labels: bool = False,
+        group_config: Any = None,
+        **kwargs: Any,
     ) -> ShapeTextDataset:
         """Read one split of a shard folder (points in one pass, captions and categories in another).
 
         ``labels``: also serve part labels and attribute values, when the data set has any (the manifest's
         ``point_attrs`` count); a set without them serves none.
+        ``group_config``: the model config (``level_sizes``, ``level_k``) that ``groups_fn`` groups for; where the
+        data set stores that set for the points served, the groups are read from the shards instead of computed
+        (no cache file is written: the shards are the cache).
         """
         ids, points = load_points(data_dir, split)
         if not ids:
             raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
+        served = served_points(points.shape[1], kwargs.get("n_points"))
+        spec = stored_spec(read_manifest(data_dir), group_config, served) if kwargs.get("groups_fn") else None
+        if spec is not None and kwargs.get("groups") is None:
+            group_ids, block = load_groups(data_dir, split, spec)
+            if group_ids != ids:
+                raise BadInputError(f"{data_dir}: stored groups of split {split!r} are not in the order of its points")
+            kwargs["groups"] = unpack(block, spec, compact=True)
         labelled = labels and bool(read_manifest(data_dir).get("point_attrs"))
         columns = ["category", "captions"] + (["attributes"] if labelled else [])
         captions, categories, attributes = [], [], []

@@ -12,7 +12,7 @@ import json
 import os
 import posixpath
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from daer.data.formats import (
     seeded_split,
 )
 from daer.data.mesh_io import DEFAULT_MAX_BYTES, load_points
+from daer.data.point_groups import GroupSpec, default_specs
 from daer.data.record import SPLITS, ShapeRecord
 from daer.data.shards import DatasetWriter
 from daer.data.timed_pool import TaskFailed, TimedPool
@@ -320,15 +321,18 @@ def write_records(
     *,
     shard_size: int = 1000,
     overwrite: bool = False,
+    groups: Sequence[GroupSpec] | None = None,
     **manifest_extra: Any,
 ) -> ImportSummary:
     """Write a record stream as a data set (atomic: no manifest unless complete) plus ``rejected.jsonl``.
 
     Records whose id repeats an earlier one are rejected ("duplicate-id"). When no record arrives,
-    nothing but ``rejected.jsonl`` is written and the summary says ``imported == 0``.
+    nothing but ``rejected.jsonl`` is written and the summary says ``imported == 0``. Every shape's FPS/kNN
+    groups are stored for ``groups`` (None: the built-in configs', :func:`daer.data.point_groups.default_specs`).
     """
     out_dir = Path(out_dir)
-    writer = DatasetWriter(out_dir, source, shard_size, overwrite=overwrite, **manifest_extra)
+    specs = default_specs() if groups is None else groups
+    writer = DatasetWriter(out_dir, source, shard_size, overwrite=overwrite, groups=specs, **manifest_extra)
     seen: set[str] = set()
     manifest = None
     try:

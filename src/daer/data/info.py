@@ -32,6 +32,11 @@ def format_info(info: dict[str, Any], manifest: dict[str, Any] | None = None) ->
         if "seed" in manifest:
             details.append(f"seed {manifest['seed']}")
         details.append(f"{len(manifest.get('shards', []))} shards")
+        groups = manifest.get("point_groups")
+        sets = groups.get("sets", []) if isinstance(groups, dict) else []
+        if sets:
+            names = [f"{s.get('config') or '?'} ({s.get('n_points')} points)" for s in sets if isinstance(s, dict)]
+            details.append("FPS/kNN groups stored for " + ", ".join(names))
         lines.append("  " + ", ".join(details))
     lines.append("splits:")
     for split, count in info["splits"].items():

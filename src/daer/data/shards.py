@@ -4,7 +4,7 @@ A data set is a folder::
 
     manifest.json           schema version, source, seed, n_points, counts, categories, shards + sha256
     shard-000000.parquet    rows: id, category, attributes (JSON), captions, split, points, normals, source, extra,
-                            point_attrs
+                            point_attrs, groups_* (stored FPS/kNN groups, one column per group set)
     shard-000001.parquet    ...
 
 ``points`` and ``normals`` are fixed-size lists of N*3 floats (float32, or float16 when asked for);
@@ -13,7 +13,9 @@ by one shard whatever the size of the data set.
 
 Schema versions: 2 added ``point_attrs`` (N uint16 part labels per shape, null where a shape has none;
 SYNTH_SPEC.md "Part labels") and the manifest's ``point_attrs`` count of labelled shapes. Version 1
-shards lack the column and still load: their records simply have ``point_attrs = None``.
+shards lack the column and still load: their records simply have ``point_attrs = None``. Version 3 added the
+stored FPS/kNN groups (:mod:`daer.data.point_groups`: ``groups_*`` columns and the manifest's ``point_groups``);
+older data sets have none and are grouped on the fly.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from daer.data.point_groups import GroupSpec, applicable, check_block, compute_block, manifest_entry
 from daer.data.record import SPLITS, ShapeRecord
 from daer.errors import BadInputError, IntegrityError
 from daer.utils.atomic import atomic_path, write_json
 from daer.utils.hashing import sha256_file
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.parquet$")
 POINT_DTYPES = ("float32", "float16")
@@ -94,8 +97,11 @@ def _float_lists(blocks: np.ndarray, dtype: str, mask: np.ndarray | None = None)
     return pa.FixedSizeListArray.from_arrays(values, blocks.shape[1] * 3)
 
 
-def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float32") -> pa.Table:
-    """Validate records and pack them into one Arrow table (the shard row layout)."""
+def records_to_table(
+    records: Sequence[ShapeRecord], points_dtype: str = "float32", groups: Sequence[GroupSpec] = ()
+) -> pa.Table:
+    """Validate records and pack them into one Arrow table (the shard row layout), with a column of FPS/kNN
+    groups per set in ``groups`` (computed from the points as stored, i.e. after rounding to ``points_dtype``)."""
     if points_dtype not in POINT_DTYPES:
         raise BadInputError(f"points dtype must be one of {POINT_DTYPES}, got {points_dtype!r}")
     if not records:
@@ -127,6 +133,10 @@ def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float3
     )
     if unlabelled.all():
         point_attrs = pa.nulls(len(records), point_attrs.type)
+    group_columns = {}
+    for spec in groups:
+        block = compute_block(pts.astype(np.float32), spec)  # (R, width) uint16
+        group_columns[spec.column] = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), spec.width)
     return pa.table(
         {
             "id": pa.array([r.id for r in records], pa.string()),
@@ -139,6 +149,7 @@ def records_to_table(records: Sequence[ShapeRecord], points_dtype: str = "float3
             "source": pa.array([r.source for r in records], pa.string()),
             "extra": pa.array([json.dumps(r.extra) for r in records], pa.string()),
             "point_attrs": point_attrs,
+            **group_columns,
         }
     )
 
@@ -148,24 +159,28 @@ def write_shard(
     shard_index: int,
     records: Sequence[ShapeRecord],
     points_dtype: str = "float32",
+    groups: Sequence[GroupSpec] = (),
 ) -> dict[str, Any]:
-    """Write one shard atomically (temporary file, checksum, rename).
+    """Write one shard atomically (temporary file, checksum, rename), with the FPS/kNN groups of each set in
+    ``groups`` (every one must fit the records' point count: see :func:`daer.data.point_groups.applicable`).
 
     Returns:
         the shard entry ``{"file", "rows", "sha256", "n_points", "splits": {split: count},
         "categories": {name: count}, "point_attrs": rows with part labels}``.
     """
-    table = records_to_table(records, points_dtype)
+    table = records_to_table(records, points_dtype, groups)
     path = Path(out_dir) / shard_name(shard_index)
     with atomic_path(path) as tmp:
-        # Byte-stream-split float coordinates compress with zstd (~16% smaller) and decode faster than zstd alone.
+        # Byte-stream-split float coordinates compress with zstd (~16% smaller) and decode faster than zstd alone;
+        # group indices too (uint16 is stored as int32: split, its zero and near-constant bytes vanish, -28%).
         pq.write_table(
             table,
             tmp,
             compression="zstd",
             row_group_size=len(records),
             use_dictionary=["category", "split"],
-            use_byte_stream_split=["points.list.element", "normals.list.element"],
+            use_byte_stream_split=["points.list.element", "normals.list.element"]
+            + [f"{spec.column}.list.element" for spec in groups],
         )
         digest = sha256_file(tmp)
     splits = Counter(r.split for r in records)
@@ -181,9 +196,14 @@ def write_shard(
 
 
 def assemble_manifest(
-    source: str, entries: Sequence[dict[str, Any]], created: str | None = None, **extra: Any
+    source: str,
+    entries: Sequence[dict[str, Any]],
+    created: str | None = None,
+    groups: Sequence[GroupSpec] = (),
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Build a manifest from shard entries (as ``write_shard`` returns them), in the given order."""
+    """Build a manifest from shard entries (as ``write_shard`` returns them), in the given order; ``groups``: the
+    stored group sets (every shard holds them)."""
     counts = {s: 0 for s in SPLITS}
     categories: Counter[str] = Counter()
     labelled = 0
@@ -209,6 +229,7 @@ def assemble_manifest(
             "counts": counts,
             "categories": dict(sorted(categories.items())),
             "point_attrs": labelled,
+            "point_groups": manifest_entry(groups),
             "shards": [{k: e[k] for k in ("file", "rows", "sha256", "splits")} for e in entries],
         }
     )
@@ -456,6 +477,74 @@ def load_point_attrs(
     return ids, out, has
 
 
+def _group_blocks(data_dir: Path, split: str | None, spec: GroupSpec) -> Iterator[tuple[int, list[str], np.ndarray]]:
+    """(first row, ids, (R, width) uint16 groups) of each shard's rows of ``split``, in data set order, each
+    block checked against ``spec`` (IntegrityError naming the shard)."""
+    manifest = read_manifest(data_dir)
+    total, done = _split_count(manifest, split), 0
+    for entry in _shards_for(manifest, split):
+        path = data_dir / entry["file"]
+        try:
+            table = read_shard(data_dir, entry, ["id", "split", spec.column], verify=False)
+        except IntegrityError:
+            if _lacks_column(path, spec.column):
+                raise IntegrityError(
+                    f"{path}: lacks the stored point groups {spec.column} that the manifest lists"
+                ) from None
+            raise
+        if split is not None:
+            table = table.filter(pc.equal(table["split"], split))
+        rows = table.num_rows
+        if done + rows > total:
+            raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
+        arr = table[spec.column].combine_chunks()
+        fits = pa.types.is_fixed_size_list(arr.type) and arr.type.list_size == spec.width
+        if not fits or arr.type.value_type != pa.uint16() or arr.null_count:
+            raise IntegrityError(
+                f"{path}: stored point groups {spec.column} are {arr.type} with {arr.null_count} null rows; "
+                f"expected {spec.width} uint16 per shape"
+            )
+        values = arr.values.slice(arr.offset * spec.width, rows * spec.width).to_numpy(zero_copy_only=False)
+        ids = table["id"].to_pylist()
+        block = values.reshape(rows, spec.width)
+        check_block(block, spec, str(path), ids)
+        yield done, ids, block
+        done += rows
+    if done != total:
+        raise IntegrityError(f"{data_dir}: shards hold {done} {split or 'all'} rows, manifest counts {total}")
+
+
+def _lacks_column(path: Path, column: str) -> bool:
+    """Whether a readable shard's schema lacks ``column`` (False when the schema cannot be read either)."""
+    try:
+        return column not in pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return False
+
+
+def iter_group_rows(
+    data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(id, (width,) uint16 groups) of every shape of ``split``, in the order of :func:`iter_records`, streamed
+    shard by shard from the stored set ``spec`` (which the manifest must list: see
+    :func:`daer.data.point_groups.stored_spec`). Every shard's block is checked on load (IntegrityError naming
+    the shard: a wrong width, nulls, or an index outside the level it indexes)."""
+    for _, ids, block in _group_blocks(Path(data_dir), split, spec):
+        yield from zip(ids, block, strict=True)
+
+
+def load_groups(data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec) -> tuple[list[str], np.ndarray]:
+    """A split's stored groups of set ``spec`` in the order of :func:`load_points`: ids and (M, width) uint16
+    (checked as :func:`iter_group_rows` checks them)."""
+    data_dir = Path(data_dir)
+    out = np.empty((_split_count(read_manifest(data_dir), split), spec.width), dtype=np.uint16)  # (M, width)
+    ids: list[str] = []
+    for start, block_ids, block in _group_blocks(data_dir, split, spec):
+        out[start : start + len(block)] = block
+        ids.extend(block_ids)
+    return ids, out
+
+
 class DatasetWriter:
     """Write records into shards of ``shard_size`` and a manifest at the end.
 
@@ -468,6 +557,8 @@ class DatasetWriter:
         shard_size: records per shard.
         points_dtype: "float32" (default) or "float16".
         overwrite: replace an existing data set in ``out_dir``.
+        groups: FPS/kNN group sets to store with every shape (:mod:`daer.data.point_groups`; the importers pass
+            ``default_specs()``); sets for more points than the records hold are skipped.
         **manifest_extra: more manifest keys (seed, generator, n_points for an empty set, ...).
     """
 
@@ -479,6 +570,7 @@ class DatasetWriter:
         *,
         points_dtype: str = "float32",
         overwrite: bool = False,
+        groups: Sequence[GroupSpec] = (),
         **manifest_extra: Any,
     ) -> None:
         if shard_size < 1:
@@ -497,6 +589,7 @@ class DatasetWriter:
         self.source = source
         self.shard_size = shard_size
         self.points_dtype = points_dtype
+        self.groups = tuple(groups)
         self.manifest_extra = manifest_extra
         self._buffer: list[ShapeRecord] = []
         self._entries: list[dict[str, Any]] = []
@@ -519,7 +612,7 @@ class DatasetWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            entry = write_shard(self.out_dir, len(self._entries), self._buffer, self.points_dtype)
+            entry = write_shard(self.out_dir, len(self._entries), self._buffer, self.points_dtype, self._groups())
             self._entries.append(entry)
             self._buffer = []
 
@@ -530,10 +623,16 @@ class DatasetWriter:
         self._flush()
         if not self._entries:
             raise BadInputError(f"{self.out_dir}: no records were written")
-        manifest = assemble_manifest(self.source, self._entries, points_dtype=self.points_dtype, **self.manifest_extra)
+        manifest = assemble_manifest(
+            self.source, self._entries, groups=self._groups(), points_dtype=self.points_dtype, **self.manifest_extra
+        )
         write_manifest(self.out_dir, manifest)
         self._closed = True
         return manifest
+
+    def _groups(self) -> tuple[GroupSpec, ...]:
+        """The group sets stored: those that fit the records' point count."""
+        return applicable(self.groups, self._n_points or 0)
 
     def abort(self) -> None:
         """Remove the shards written so far; no manifest is written."""

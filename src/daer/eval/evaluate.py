@@ -28,6 +28,9 @@ Metrics that do not apply are ``None``: attributes and spec queries outside Alig
 retrieval where captions only name the class (ModelNet40, ScanObjectNN imports). Ties count against the
 model (see :mod:`daer.eval.metrics`).
 
+FPS/kNN groups: read from the shards where the data set stores the set this model is fed
+(:mod:`daer.data.point_groups`), else computed by the encoder as it encodes each batch.
+
 Memory: shapes stream shard by shard in batches; per shape only the global embedding, the zero-shot row
 and the candidate lists are kept (O(n · (D + rerank))). Point tokens exist one batch at a time: the
 candidates are re-scored in a second pass over the shards that encodes each batch again. Caption
@@ -47,9 +50,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from daer.data.point_groups import GroupSpec, served_points, stored_spec, unpack
 from daer.data.record import SPLITS
 from daer.data.sampling import fixed_subset
-from daer.data.shards import iter_records, read_manifest
+from daer.data.shards import iter_group_rows, iter_records, read_manifest
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.grounding import DEFAULT_SHAPES, grounding_score
@@ -179,19 +183,35 @@ class _Stream:
     ids: list[str]
     batch: int
     n_points: int | None
+    groups: GroupSpec | None = None  # the stored FPS/kNN group set the model is fed, if the data set has it
 
-    def batches(self) -> Iterator[tuple[int, Tensor]]:
-        """(first shape index, (B, N, 3) float32 points) of the kept shapes, in order."""
-        return _point_batches(self.data_dir, self.split, self.keep, self.ids, self.batch, self.n_points)
+    def batches(self) -> Iterator[tuple[int, Tensor, Any]]:
+        """(first shape index, (B, N, 3) float32 points, their stored groups or None) of the kept shapes, in order."""
+        return _point_batches(self.data_dir, self.split, self.keep, self.ids, self.batch, self.n_points, self.groups)
 
 
 def _point_batches(
-    data_dir: str | os.PathLike[str], split: str, keep: np.ndarray, ids: list[str], batch: int, n_points: int | None
-) -> Iterator[tuple[int, Tensor]]:
+    data_dir: str | os.PathLike[str],
+    split: str,
+    keep: np.ndarray,
+    ids: list[str],
+    batch: int,
+    n_points: int | None,
+    spec: GroupSpec | None = None,
+) -> Iterator[tuple[int, Tensor, Any]]:
     subset = None
     buf: list[np.ndarray] = []
+    gbuf: list[np.ndarray] = []
     done = 0
+    rows = iter_group_rows(data_dir, split, spec) if spec is not None else None
+
+    def out() -> tuple[int, Tensor, Any]:
+        return done, torch.from_numpy(np.stack(buf)), unpack(np.stack(gbuf), spec) if spec is not None else None
+
     for i, rec in enumerate(iter_records(data_dir, split, columns=["points"])):
+        row = next(rows, None) if rows is not None else None  # in step with every record, kept or not
+        if rows is not None and (row is None or row[0] != rec.id):
+            raise BadInputError(f"{data_dir}: stored point groups of split {split!r} are out of its shapes' order")
         if i >= len(keep) or not keep[i]:
             continue
         if rec.id != ids[done + len(buf)]:
@@ -202,13 +222,20 @@ def _point_batches(
                 subset = fixed_subset(len(pts), n_points)
             pts = pts[subset]
         buf.append(pts)
+        if row is not None:
+            gbuf.append(row[1])
         if len(buf) == batch:
-            yield done, torch.from_numpy(np.stack(buf))
-            done, buf = done + len(buf), []
+            yield out()
+            done, buf, gbuf = done + len(buf), [], []
     if buf:
-        yield done, torch.from_numpy(np.stack(buf))
+        yield out()
     if done + len(buf) != len(ids):
         raise BadInputError(f"{data_dir}: split {split!r} lost shapes while reading")
+
+
+def _encode_points(model: Any, points: Tensor, groups: Any = None) -> Any:
+    """``model.encode_points`` with stored groups when there are some (a scorer without groups is called as before)."""
+    return model.encode_points(points) if groups is None else model.encode_points(points, groups)
 
 
 def _captions_name_instances(meta: _Meta) -> bool:
@@ -310,7 +337,10 @@ def evaluate(
     model.eval()
     try:
         with torch.inference_mode():
-            stream = _Stream(data_dir, split, keep, meta.ids, batch_size, _model_points(model))
+            n_points = _model_points(model)
+            served = served_points(manifest["n_points"], n_points)
+            groups = stored_spec(manifest, getattr(model, "config", None), served)
+            stream = _Stream(data_dir, split, keep, meta.ids, batch_size, n_points, groups)
             out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress, spec)
             out["grounding"] = grounding_score(
                 model, data_dir, split, max_shapes=grounding_shapes, seed=seed, ids=meta.ids, n_points=stream.n_points
@@ -363,8 +393,8 @@ def _run(
     prompt_feats = prompt_bank.get(np.arange(sum(n_prompts))) if prompt_bank is not None else None
     bounds = np.cumsum([0, *n_prompts])
     bar = tqdm(total=n, desc="eval encode", unit="shape", disable=not progress, leave=False)
-    for start, pts in stream.batches():
-        feats = model.encode_points(pts)
+    for start, pts, groups in stream.batches():
+        feats = _encode_points(model, pts, groups)
         g = feats.global_.float().cpu().numpy()  # (B, D)
         if shape_global is None:
             shape_global = np.empty((n, g.shape[1]), dtype=np.float32)
@@ -443,8 +473,8 @@ def _rescore(
     inv_t2s = _inverse(t2s[0], n) if t2s is not None else None
     inv_spec = _inverse(spec[0], n) if spec is not None else None
     bar = tqdm(total=n, desc="eval re-rank", unit="shape", disable=not progress, leave=False)
-    for start, pts in stream.batches():
-        feats = model.encode_points(pts)
+    for start, pts, groups in stream.batches():
+        feats = _encode_points(model, pts, groups)
         for b in range(len(feats)):
             j = start + b
             one = feats.select(slice(b, b + 1))

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from daer.data.point_groups import GroupSpec, served_points, stored_spec, unpack
 from daer.data.sampling import fixed_subset, normalize_unit_sphere
-from daer.data.shards import iter_records, read_manifest
+from daer.data.shards import iter_group_rows, iter_records, read_manifest
 from daer.errors import BadInputError
 from daer.models.content_words import is_content_word
 from daer.synth.captions import value_phrases
@@ -251,7 +252,7 @@ def has_attention(model: Any) -> bool:
 
 @torch.no_grad()
 def point_attention(
-    model: Any, points: Tensor | np.ndarray, captions: list[str]
+    model: Any, points: Tensor | np.ndarray, captions: list[str], groups: Any = None
 ) -> tuple[list[np.ndarray], list[list[str]]]:
     """The batched form of :meth:`DaerModel.explain`'s ``point_attention``, one caption per shape.
 
@@ -259,6 +260,9 @@ def point_attention(
         model: a ``DaerModel`` in mode ``haf``.
         points: (B, N, 3) points (each normalised to the unit sphere here, as ``explain`` does).
         captions: B captions.
+        groups: the points' stored FPS/kNN groups (None: computed by the encoder). Stored groups were computed
+            on the points centred and scaled in float32 (``normalize_batch``), these are normalised in float64
+            first: the same similarity transform, so the same groups but for a near-tie that rounding could tip.
 
     Returns:
         per shape (T_b, N) attention of each scored token on each point (each level's attention of the
@@ -270,7 +274,7 @@ def point_attention(
     raw = points.detach().cpu().numpy() if isinstance(points, Tensor) else np.asarray(points)
     pts = np.stack([normalize_unit_sphere(p) for p in raw.astype(np.float32)])
     p = torch.from_numpy(pts).to(model.device)  # (B, N, 3)
-    shapes = model.encode_points(p)
+    shapes = model.encode_points(p) if groups is None else model.encode_points(p, groups)
     tf = model.encode_text(list(captions))
     attn = haf.attention(tf, shapes)  # per level (B, T, N_l)
     weights = haf.level_weight.clamp_min(0)
@@ -288,13 +292,21 @@ def point_attention(
 # Over a data set
 
 
+_Shape = tuple[str, dict[str, str], str, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
 def _labelled_shapes(
-    data_dir: str | os.PathLike[str], split: str, chosen: set[str], n_points: int | None
-) -> Iterator[tuple[str, dict[str, str], str, np.ndarray, np.ndarray]]:
-    """(category, attributes, first caption, points, labels) of the chosen shapes that have labels."""
+    data_dir: str | os.PathLike[str], split: str, chosen: set[str], n_points: int | None, spec: GroupSpec | None
+) -> Iterator[_Shape]:
+    """(category, attributes, first caption, points, labels, stored groups or None) of the chosen shapes that
+    have labels."""
     cols = ["category", "attributes", "captions", "points", "point_attrs"]
     subset = None
+    rows = iter_group_rows(data_dir, split, spec) if spec is not None else None
     for rec in iter_records(data_dir, split, columns=cols):
+        row = next(rows, None) if rows is not None else None  # in step with every record
+        if rows is not None and (row is None or row[0] != rec.id):
+            raise BadInputError(f"{data_dir}: stored point groups of split {split!r} are out of its shapes' order")
         if rec.id not in chosen or rec.point_attrs is None or rec.category not in TAXONOMY or not rec.captions:
             continue
         pts, labels = np.asarray(rec.points, dtype=np.float32), np.asarray(rec.point_attrs)
@@ -302,7 +314,7 @@ def _labelled_shapes(
             subset = fixed_subset(len(pts), n_points)
         if subset is not None:
             pts, labels = pts[subset], labels[subset]
-        yield rec.category, rec.attributes, rec.captions[0], pts, labels
+        yield rec.category, rec.attributes, rec.captions[0], pts, labels, None if row is None else row[1]
 
 
 def measure_grounding(
@@ -341,6 +353,7 @@ def measure_grounding(
     manifest = read_manifest(data_dir)
     if not manifest.get("point_attrs"):
         return None
+    spec = stored_spec(manifest, getattr(model, "config", None), served_points(manifest["n_points"], n_points))
     pool = [r.id for r in iter_records(data_dir, split, columns=[])]
     if ids is not None:
         wanted = set(ids)
@@ -354,14 +367,14 @@ def measure_grounding(
     n_shapes = 0
     try:
         with torch.inference_mode():
-            batch: list[tuple[str, dict[str, str], str, np.ndarray, np.ndarray]] = []
-            for item in _labelled_shapes(data_dir, split, set(pool), n_points):
+            batch: list[_Shape] = []
+            for item in _labelled_shapes(data_dir, split, set(pool), n_points, spec):
                 batch.append(item)
                 if len(batch) == batch_size:
-                    pairs += _score_batch(model, batch)
+                    pairs += _score_batch(model, batch, spec)
                     n_shapes, batch = n_shapes + len(batch), []
             if batch:
-                pairs += _score_batch(model, batch)
+                pairs += _score_batch(model, batch, spec)
                 n_shapes += len(batch)
     finally:
         model.train(was_training)
@@ -370,13 +383,12 @@ def measure_grounding(
     return summarise(pairs, n_shapes)
 
 
-def _score_batch(
-    model: Any, batch: list[tuple[str, dict[str, str], str, np.ndarray, np.ndarray]]
-) -> list[tuple[str, float, float]]:
-    att, words = point_attention(model, np.stack([b[3] for b in batch]), [b[2] for b in batch])
+def _score_batch(model: Any, batch: list[_Shape], spec: GroupSpec | None) -> list[tuple[str, float, float]]:
+    groups = unpack(np.stack([b[5] for b in batch]), spec) if spec is not None else None
+    att, words = point_attention(model, np.stack([b[3] for b in batch]), [b[2] for b in batch], groups)
     content_only = bool(getattr(getattr(model, "config", None), "text_content_words", False))
     out = []
-    for (category, attributes, caption, _, labels), a, w in zip(batch, att, words, strict=True):
+    for (category, attributes, caption, _, labels, _), a, w in zip(batch, att, words, strict=True):
         named = attribute_tokens(category, attributes, caption, w, content_only)
         masks = {t: attribute_mask(category, name) for t, name in named.items()}
         for t, share, chance in token_shares(a, labels, masks):

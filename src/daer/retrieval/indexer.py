@@ -12,7 +12,9 @@ files of the index folder being written:
 
 Row ``i`` of every file is the ``i``-th shape of the data set (of ``split`` if given); the search index
 stores row numbers as ids. The manifest records the model hash (SHA-256 of the checkpoint weights), the
-checkpoint and data paths and the stored fine levels, so a search refuses another model.
+checkpoint and data paths and the stored fine levels, so a search refuses another model. Shapes are grouped
+(FPS/kNN) from the data set's stored groups where it holds the set the model is fed
+(:mod:`daer.data.point_groups`), else by the encoder on the fly.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from daer.data.point_groups import GroupSpec, stored_spec, unpack
 from daer.data.sampling import fixed_subset
-from daer.data.shards import iter_records, read_manifest
+from daer.data.shards import iter_group_rows, iter_records, read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import CONFIG_FILE, DaerModel, load_model
 from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
@@ -114,7 +117,8 @@ def build_index(
         vectors = w.open_array("vectors", (n, dim), np.float32)
         fine = {lv: w.open_array(f"fine_{lv}", (n, cfg.level_sizes[lv - 1], dim), np.float16) for lv in levels}
         offsets = np.zeros(n + 1, dtype=np.int64)
-        done = _embed(model, data_dir, split, n, batch, vectors, fine, w.file(META_FILE), offsets, progress)
+        spec = stored_spec(manifest, cfg, int(cfg.n_points))  # shapes with fewer points are refused below
+        done = _embed(model, data_dir, split, n, batch, vectors, fine, w.file(META_FILE), offsets, progress, spec)
         if done != n:
             raise IntegrityError(f"{data_dir}: read {done} shapes, the manifest counts {n}")
         vectors.flush()
@@ -153,30 +157,39 @@ def _embed(
     meta_path: Path,
     offsets: np.ndarray,
     progress: bool,
+    spec: GroupSpec | None = None,
 ) -> int:
-    """Stream shapes in batches into ``vectors`` / ``fine`` and their metadata into ``meta_path``."""
+    """Stream shapes in batches into ``vectors`` / ``fine`` and their metadata into ``meta_path``; with ``spec``,
+    their FPS/kNN groups come from that stored set."""
     from tqdm import tqdm
 
     n_points = int(model.config.n_points)
     bar = tqdm(total=n, unit="shape", desc="embedding", disable=not progress, file=sys.stderr)
-    done, pts = 0, []
+    done, pts, rows = 0, [], []
     subsets: dict[int, np.ndarray | None] = {}  # point count -> fixed subset
+    stored = iter_group_rows(data_dir, split, spec) if spec is not None else None
     with open(meta_path, "wb") as meta:
 
         def flush() -> None:
-            nonlocal done, pts
-            feats = model.encode_points(torch.from_numpy(np.stack(pts)))
+            nonlocal done, pts, rows
+            x = torch.from_numpy(np.stack(pts))
+            feats = model.encode_points(x) if spec is None else model.encode_points(x, unpack(np.stack(rows), spec))
             b = len(pts)
             vectors[done : done + b] = feats.global_.float().cpu().numpy()
             for lv, arr in fine.items():
                 arr[done : done + b] = feats.levels[lv - 1].cpu().numpy().astype(np.float16)
             done += b
-            pts = []
+            pts, rows = [], []
             bar.update(b)
 
         for rec in iter_records(data_dir, split=split):
             if done + len(pts) >= n:
                 raise IntegrityError(f"{data_dir}: more shapes than the manifest counts ({n})")
+            if stored is not None:
+                row = next(stored, None)
+                if row is None or row[0] != rec.id:
+                    raise IntegrityError(f"{data_dir}: stored point groups are not in the order of the shapes")
+                rows.append(row[1])
             p = np.asarray(rec.points, dtype=np.float32)
             if len(p) < n_points:
                 raise BadInputError(f"{data_dir}: shape {rec.id} has {len(p)} points, the model needs {n_points}")

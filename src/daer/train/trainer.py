@@ -189,6 +189,7 @@ class Trainer:
             "augment": Augment() if self.cfg.augment else None,
             "groups_fn": partial(precompute_groups, level_sizes=mc.level_sizes, level_k=mc.level_k),  # picklable
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
+            "group_config": mc,  # the shards' stored groups of this config, where the data set has them
             "cache_dir": self.run_dir / "cache",
             "labels": max(self.cfg.part_drop, self.cfg.part_swap) > 0 or (self._part_losses() and haf),
         }

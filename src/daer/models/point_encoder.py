@@ -55,25 +55,21 @@ class PointFeatures:
 
 class _GroupMax(torch.autograd.Function):
     """Max over dim 2 of (B, M, k, C): ``amax`` forward (no index tensor, ~6x faster than ``max`` on CPU)
-    and a masked backward that gives the gradient to the first maximum only (``amax`` would split it
-    between tied maxima, and giving it to each would count it several times)."""
+    and a backward that gives the gradient to the first maximum only (``amax`` would split it between tied
+    maxima, and giving it to each would count it several times): ``max``'s indices, which name the first
+    maximum, found once in the backward and scattered into (60% of the time of a first-hit mask built
+    with ``==`` and a cumulative sum, on the patch level of a training step)."""
 
     @staticmethod
     def forward(ctx: Any, h: Tensor) -> Tensor:
-        if h.shape[2] > 255:
-            raise ValueError(f"group_max counts ties in uint8: at most 255 neighbours, got {h.shape[2]}")
-        y = h.amax(dim=2)
-        ctx.save_for_backward(h, y)
-        return y
+        ctx.save_for_backward(h)
+        return h.amax(dim=2)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        h, y = ctx.saved_tensors
-        hit = h == y.unsqueeze(2)  # (B, M, k, C); ties happen where sampling repeats a point
-        # one maximum takes the gradient, as torch.max's does; counting in uint8 (k <= 255) is 2-3x faster
-        # than the default int64 cumsum, which took 15% of a training step
-        first = hit & (hit.to(torch.uint8).cumsum(2, dtype=torch.uint8) == 1)
-        return torch.where(first, grad.unsqueeze(2), 0.0)
+        (h,) = ctx.saved_tensors
+        first = h.max(dim=2, keepdim=True).indices  # (B, M, 1, C); ties happen where sampling repeats a point
+        return torch.zeros_like(h).scatter_(2, first, grad.unsqueeze(2).to(h.dtype))
 
 
 def group_max(h: Tensor) -> Tensor:

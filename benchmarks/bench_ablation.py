@@ -122,6 +122,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                        [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={LOCAL_GEOMETRY}"]),
     "text_ft1": ("noise_0.05 + MiniLM's last layer trained (at 0.05 x the learning rate), the lower ones cached",
                  [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", f"model_overrides={TEXT_FT1}"]),
+    "stretch_0.15": ("noise_0.05 + each axis of a training shape scaled by its own factor in [0.85, 1.15], so a "
+                     "part's absolute size stops telling which combination it came in",
+                     [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "stretch=0.15"]),
     "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",

@@ -109,6 +109,16 @@ def test_augmentation_keeps_groups_valid_and_is_seeded(tmp_path):
     assert 0 < np.abs(jittered - plain.points[4]).max() <= 0.03 + 1e-6
 
 
+def test_stretch_changes_proportions_within_its_range_and_off_draws_as_before():
+    x = np.random.default_rng(1).normal(size=(500, 3)).astype(np.float32)
+    stretched = Augment(yaw=False, scale=(1.0, 1.0), jitter=0.0, stretch=0.2).apply(x, np.random.default_rng(3))
+    factors = stretched.std(0) / x.std(0)  # one factor per axis
+    assert np.all((factors >= 0.8 - 1e-5) & (factors <= 1.2 + 1e-5)) and np.ptp(factors) > 0.01
+    np.testing.assert_allclose(stretched / factors, x, rtol=1e-5, atol=1e-6)  # a pure per-axis scale
+    before = Augment().apply(x, np.random.default_rng(3))  # stretch 0 draws nothing: old runs unchanged
+    np.testing.assert_array_equal(Augment(stretch=0.0).apply(x, np.random.default_rng(3)), before)
+
+
 def test_groups_are_cached_on_disk_and_damage_is_recomputed(tmp_path):
     write_tiny(tmp_path / "data")
     fn = CountingGroups()

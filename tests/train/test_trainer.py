@@ -293,3 +293,15 @@ def test_finetuned_text_layers_take_a_smaller_step(data, tmp_path):
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(BadInputError, match="text_lr_scale"):
             config(data, tmp_path / "bad", text_lr_scale=bad)
+
+
+def test_stretch_reaches_the_augmentation_and_is_validated(data, tmp_path):
+    trainer = Trainer(config(data, tmp_path / "run", steps=1, stretch=0.1))
+    assert trainer.dataset.augment is not None and trainer.dataset.augment.stretch == 0.1
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    del saved["stretch"]  # a run started before the option existed resumes without it
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps(saved))
+    assert TrainConfig.load(tmp_path / "run").stretch == 0.0
+    for bad in (-0.1, 0.6, float("nan")):
+        with pytest.raises(BadInputError, match="stretch"):
+            config(data, tmp_path / "bad", stretch=bad)

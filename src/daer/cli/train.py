@@ -31,6 +31,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--part-swap", "part_swap", float, "chance a shape takes a part from another shape of its category (default 0)"),
     ("--text-noise", "text_noise", float, "std of noise on text features before projection (default 0.05; 0: off)"),
     ("--text-lr-scale", "text_lr_scale", float, "learning-rate factor of trained MiniLM layers (default 0.05)"),
+    ("--stretch", "stretch", float, "each axis of a training shape scaled in [1-s, 1+s] (default 0: off)"),
     ("--ckpt-every", "ckpt_every", int, "checkpoint every N steps (default 200)"),
     ("--log-every", "log_every", int, "log every N steps (default 10)"),
     ("--seed", "seed", int, "seed of init, data order and augmentation (default 0)"),

@@ -14,7 +14,8 @@ Augmentation and groups, one policy for both sources: every augmented copy of a 
 of the clean stored shape. Yaw rotation about the origin and isotropic scaling leave them exact; the jitter
 (sigma 0.005 of the unit sphere, clipped at 3 sigma) can move a point across a neighbourhood's boundary, so a
 jittered copy's own kNN may differ by a few points from the groups it is served, a fixed neighbourhood of
-the shape rather than of the noise. Part-dropped and part-swapped views are other shapes: their groups are
+the shape rather than of the noise; a stretched copy (``stretch``, off by default) is served them too, each
+neighbourhood then stretched with its shape. Part-dropped and part-swapped views are other shapes: their groups are
 computed when they are served.
 """
 
@@ -53,13 +54,17 @@ class Augment:
 
     Attributes:
         yaw: rotate by a random angle about +z (up).
-        scale: isotropic scale drawn uniformly from this range ((1, 1) for none).
+        scale: isotropic scale drawn uniformly from this range ((1, 1) for none). The model's unit-sphere
+            normalisation undoes it; it is kept so that runs made with it draw the same numbers.
         jitter: standard deviation of Gaussian noise per coordinate (clipped at 3 sigma; 0 for none).
+        stretch: each axis scaled by its own factor drawn uniformly from [1 - stretch, 1 + stretch] (0 for
+            none): proportions change, so a part's absolute size stops telling which combination it came in.
     """
 
     yaw: bool = True
     scale: tuple[float, float] = (0.85, 1.15)
     jitter: float = 0.005
+    stretch: float = 0.0
 
     def apply(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Transform one (N, 3) cloud."""
@@ -72,6 +77,8 @@ class Augment:
         lo, hi = self.scale
         if hi > lo or lo != 1.0:
             out = out * np.float32(rng.uniform(lo, hi))
+        if self.stretch > 0:  # no draw at 0: runs without it see the numbers they saw before it existed
+            out = out * rng.uniform(1.0 - self.stretch, 1.0 + self.stretch, size=3).astype(np.float32)
         if self.jitter > 0:
             noise = rng.normal(0.0, self.jitter, size=out.shape)
             out = out + np.clip(noise, -3 * self.jitter, 3 * self.jitter).astype(np.float32)

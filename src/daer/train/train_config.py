@@ -24,6 +24,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 OFF_WHEN_ABSENT: dict[str, Any] = {
     "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False,
     "text_noise": 0.0, "part_swap": 0.0, "part_drop_generic": False, "text_lr_scale": 1.0,
+    "stretch": 0.0,
 }  # fmt: skip
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     part_swap: float = 0.0  # chance a training shape takes one labelled part from a shape of its category (Synth)
     text_noise: float = 0.05  # std of Gaussian noise on the text features before projection (a ridge on them)
     text_lr_scale: float = 0.05  # pretrained text layers trained (text_finetune_layers) at lr x this
+    stretch: float = 0.0  # each axis of a training shape scaled by a factor in [1 - s, 1 + s] (proportions vary)
     ckpt_every: int = 200  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept in the run folder
     log_every: int = 10  # JSONL log line every N steps
@@ -112,6 +114,8 @@ class TrainConfig:
             raise BadInputError(
                 "weight_decay, grad_clip, fine_weight, swap_negatives and the ground/part weights must be >= 0"
             )
+        if not 0.0 <= self.stretch <= 0.5:
+            raise BadInputError(f"stretch must be in [0, 0.5], got {self.stretch}")
         if not 0.0 < self.text_lr_scale <= 1.0:
             raise BadInputError(f"text_lr_scale must be in (0, 1], got {self.text_lr_scale}")
         if not 0.0 <= self.text_noise < float("inf"):

@@ -186,7 +186,7 @@ class Trainer:
         kwargs = {
             "seed": self.cfg.seed,
             "n_points": mc.n_points,
-            "augment": Augment() if self.cfg.augment else None,
+            "augment": Augment(stretch=self.cfg.stretch) if self.cfg.augment else None,
             "groups_fn": partial(precompute_groups, level_sizes=mc.level_sizes, level_k=mc.level_k),  # picklable
             "groups_key": json.dumps({"level_sizes": mc.level_sizes, "level_k": mc.level_k}),
             "group_config": mc,  # the shards' stored groups of this config, where the data set has them

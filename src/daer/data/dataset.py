@@ -324,14 +324,15 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         ids, points = load_points(data_dir, split)
         if not ids:
             raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
+        manifest = read_manifest(data_dir)
         served = served_points(points.shape[1], kwargs.get("n_points"))
-        spec = stored_spec(read_manifest(data_dir), group_config, served) if kwargs.get("groups_fn") else None
+        spec = stored_spec(manifest, group_config, served) if kwargs.get("groups_fn") else None
         if spec is not None and kwargs.get("groups") is None:
             group_ids, block = load_groups(data_dir, split, spec)
             if group_ids != ids:
                 raise BadInputError(f"{data_dir}: stored groups of split {split!r} are not in the order of its points")
             kwargs["groups"] = unpack(block, spec, compact=True)
-        labelled = labels and bool(read_manifest(data_dir).get("point_attrs"))
+        labelled = labels and bool(manifest.get("point_attrs"))
         columns = ["category", "captions"] + (["attributes"] if labelled else [])
         captions, categories, attributes = [], [], []
         for i, rec in enumerate(iter_records(data_dir, split, columns=columns)):

@@ -481,37 +481,30 @@ def _group_blocks(data_dir: Path, split: str | None, spec: GroupSpec) -> Iterato
     """(first row, ids, (R, width) uint16 groups) of each shard's rows of ``split``, in data set order, each
     block checked against ``spec`` (IntegrityError naming the shard)."""
     manifest = read_manifest(data_dir)
-    total, done = _split_count(manifest, split), 0
-    for entry in _shards_for(manifest, split):
-        path = data_dir / entry["file"]
-        try:
-            table = read_shard(data_dir, entry, ["id", "split", spec.column], verify=False)
-        except IntegrityError:
-            if _lacks_column(path, spec.column):
+    entries = _shards_for(manifest, split)  # the shards _split_tables reads, in its order
+    at = 0  # the entry being read or checked
+    try:
+        for start, table in _split_tables(data_dir, manifest, split, spec.column):
+            path, rows = data_dir / entries[at]["file"], table.num_rows
+            arr = table[spec.column].combine_chunks()
+            fits = pa.types.is_fixed_size_list(arr.type) and arr.type.list_size == spec.width
+            if not fits or arr.type.value_type != pa.uint16() or arr.null_count:
                 raise IntegrityError(
-                    f"{path}: lacks the stored point groups {spec.column} that the manifest lists"
-                ) from None
-            raise
-        if split is not None:
-            table = table.filter(pc.equal(table["split"], split))
-        rows = table.num_rows
-        if done + rows > total:
-            raise IntegrityError(f"{data_dir}: shards hold more {split or 'all'} rows than the manifest counts")
-        arr = table[spec.column].combine_chunks()
-        fits = pa.types.is_fixed_size_list(arr.type) and arr.type.list_size == spec.width
-        if not fits or arr.type.value_type != pa.uint16() or arr.null_count:
+                    f"{path}: stored point groups {spec.column} are {arr.type} with {arr.null_count} null rows; "
+                    f"expected {spec.width} uint16 per shape"
+                )
+            values = arr.values.slice(arr.offset * spec.width, rows * spec.width).to_numpy(zero_copy_only=False)
+            ids = table["id"].to_pylist()
+            block = values.reshape(rows, spec.width)
+            check_block(block, spec, str(path), ids)
+            at += 1
+            yield start, ids, block
+    except IntegrityError:  # a shard without the column: say so, rather than relay the reader's error
+        if at < len(entries) and _lacks_column(data_dir / entries[at]["file"], spec.column):
             raise IntegrityError(
-                f"{path}: stored point groups {spec.column} are {arr.type} with {arr.null_count} null rows; "
-                f"expected {spec.width} uint16 per shape"
-            )
-        values = arr.values.slice(arr.offset * spec.width, rows * spec.width).to_numpy(zero_copy_only=False)
-        ids = table["id"].to_pylist()
-        block = values.reshape(rows, spec.width)
-        check_block(block, spec, str(path), ids)
-        yield done, ids, block
-        done += rows
-    if done != total:
-        raise IntegrityError(f"{data_dir}: shards hold {done} {split or 'all'} rows, manifest counts {total}")
+                f"{data_dir / entries[at]['file']}: lacks the stored point groups {spec.column} that the manifest lists"
+            ) from None
+        raise
 
 
 def _lacks_column(path: Path, column: str) -> bool:
@@ -531,6 +524,22 @@ def iter_group_rows(
     the shard: a wrong width, nulls, or an index outside the level it indexes)."""
     for _, ids, block in _group_blocks(Path(data_dir), split, spec):
         yield from zip(ids, block, strict=True)
+
+
+def iter_records_with_groups(
+    data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec | None, columns: Iterable[str] | None = None
+) -> Iterator[tuple[ShapeRecord, np.ndarray | None]]:
+    """:func:`iter_records`, each record with its stored groups of set ``spec`` ((width,) uint16; None for every
+    record without a ``spec``); the two streams are checked to stay in step (IntegrityError where they part)."""
+    rows = iter_group_rows(data_dir, split, spec) if spec is not None else None
+    for rec in iter_records(data_dir, split, columns=columns):
+        if rows is None:
+            yield rec, None
+            continue
+        row = next(rows, None)
+        if row is None or row[0] != rec.id:
+            raise IntegrityError(f"{data_dir}: stored point groups of split {split!r} are out of its shapes' order")
+        yield rec, row[1]
 
 
 def load_groups(data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec) -> tuple[list[str], np.ndarray]:

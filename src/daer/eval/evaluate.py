@@ -53,7 +53,7 @@ from tqdm import tqdm
 from daer.data.point_groups import GroupSpec, served_points, stored_spec, unpack
 from daer.data.record import SPLITS
 from daer.data.sampling import fixed_subset
-from daer.data.shards import iter_group_rows, iter_records, read_manifest
+from daer.data.shards import iter_records, iter_records_with_groups, read_manifest
 from daer.errors import BadInputError
 from daer.eval import metrics as M
 from daer.eval.grounding import DEFAULT_SHAPES, grounding_score
@@ -203,15 +203,11 @@ def _point_batches(
     buf: list[np.ndarray] = []
     gbuf: list[np.ndarray] = []
     done = 0
-    rows = iter_group_rows(data_dir, split, spec) if spec is not None else None
 
     def out() -> tuple[int, Tensor, Any]:
         return done, torch.from_numpy(np.stack(buf)), unpack(np.stack(gbuf), spec) if spec is not None else None
 
-    for i, rec in enumerate(iter_records(data_dir, split, columns=["points"])):
-        row = next(rows, None) if rows is not None else None  # in step with every record, kept or not
-        if rows is not None and (row is None or row[0] != rec.id):
-            raise BadInputError(f"{data_dir}: stored point groups of split {split!r} are out of its shapes' order")
+    for i, (rec, row) in enumerate(iter_records_with_groups(data_dir, split, spec, columns=["points"])):
         if i >= len(keep) or not keep[i]:
             continue
         if rec.id != ids[done + len(buf)]:
@@ -223,7 +219,7 @@ def _point_batches(
             pts = pts[subset]
         buf.append(pts)
         if row is not None:
-            gbuf.append(row[1])
+            gbuf.append(row)
         if len(buf) == batch:
             yield out()
             done, buf, gbuf = done + len(buf), [], []
@@ -231,11 +227,6 @@ def _point_batches(
         yield out()
     if done + len(buf) != len(ids):
         raise BadInputError(f"{data_dir}: split {split!r} lost shapes while reading")
-
-
-def _encode_points(model: Any, points: Tensor, groups: Any = None) -> Any:
-    """``model.encode_points`` with stored groups when there are some (a scorer without groups is called as before)."""
-    return model.encode_points(points) if groups is None else model.encode_points(points, groups)
 
 
 def _captions_name_instances(meta: _Meta) -> bool:
@@ -394,7 +385,7 @@ def _run(
     bounds = np.cumsum([0, *n_prompts])
     bar = tqdm(total=n, desc="eval encode", unit="shape", disable=not progress, leave=False)
     for start, pts, groups in stream.batches():
-        feats = _encode_points(model, pts, groups)
+        feats = model.encode_points(pts, groups)
         g = feats.global_.float().cpu().numpy()  # (B, D)
         if shape_global is None:
             shape_global = np.empty((n, g.shape[1]), dtype=np.float32)
@@ -474,7 +465,7 @@ def _rescore(
     inv_spec = _inverse(spec[0], n) if spec is not None else None
     bar = tqdm(total=n, desc="eval re-rank", unit="shape", disable=not progress, leave=False)
     for start, pts, groups in stream.batches():
-        feats = _encode_points(model, pts, groups)
+        feats = model.encode_points(pts, groups)
         for b in range(len(feats)):
             j = start + b
             one = feats.select(slice(b, b + 1))

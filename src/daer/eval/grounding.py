@@ -37,7 +37,7 @@ from torch import Tensor
 
 from daer.data.point_groups import GroupSpec, served_points, stored_spec, unpack
 from daer.data.sampling import fixed_subset, normalize_unit_sphere
-from daer.data.shards import iter_group_rows, iter_records, read_manifest
+from daer.data.shards import iter_records, iter_records_with_groups, read_manifest
 from daer.errors import BadInputError
 from daer.models.content_words import is_content_word
 from daer.synth.captions import value_phrases
@@ -274,7 +274,7 @@ def point_attention(
     raw = points.detach().cpu().numpy() if isinstance(points, Tensor) else np.asarray(points)
     pts = np.stack([normalize_unit_sphere(p) for p in raw.astype(np.float32)])
     p = torch.from_numpy(pts).to(model.device)  # (B, N, 3)
-    shapes = model.encode_points(p) if groups is None else model.encode_points(p, groups)
+    shapes = model.encode_points(p, groups)
     tf = model.encode_text(list(captions))
     attn = haf.attention(tf, shapes)  # per level (B, T, N_l)
     weights = haf.level_weight.clamp_min(0)
@@ -302,11 +302,7 @@ def _labelled_shapes(
     have labels."""
     cols = ["category", "attributes", "captions", "points", "point_attrs"]
     subset = None
-    rows = iter_group_rows(data_dir, split, spec) if spec is not None else None
-    for rec in iter_records(data_dir, split, columns=cols):
-        row = next(rows, None) if rows is not None else None  # in step with every record
-        if rows is not None and (row is None or row[0] != rec.id):
-            raise BadInputError(f"{data_dir}: stored point groups of split {split!r} are out of its shapes' order")
+    for rec, row in iter_records_with_groups(data_dir, split, spec, columns=cols):
         if rec.id not in chosen or rec.point_attrs is None or rec.category not in TAXONOMY or not rec.captions:
             continue
         pts, labels = np.asarray(rec.points, dtype=np.float32), np.asarray(rec.point_attrs)
@@ -314,7 +310,7 @@ def _labelled_shapes(
             subset = fixed_subset(len(pts), n_points)
         if subset is not None:
             pts, labels = pts[subset], labels[subset]
-        yield rec.category, rec.attributes, rec.captions[0], pts, labels, None if row is None else row[1]
+        yield rec.category, rec.attributes, rec.captions[0], pts, labels, row
 
 
 def measure_grounding(

@@ -31,7 +31,7 @@ import torch
 
 from daer.data.point_groups import GroupSpec, stored_spec, unpack
 from daer.data.sampling import fixed_subset
-from daer.data.shards import iter_group_rows, iter_records, read_manifest
+from daer.data.shards import iter_records_with_groups, read_manifest
 from daer.errors import BadInputError, IntegrityError
 from daer.models.model import CONFIG_FILE, DaerModel, load_model
 from daer.retrieval.baselines import ExactIndex, HNSWIndex, IVFIndex
@@ -167,13 +167,12 @@ def _embed(
     bar = tqdm(total=n, unit="shape", desc="embedding", disable=not progress, file=sys.stderr)
     done, pts, rows = 0, [], []
     subsets: dict[int, np.ndarray | None] = {}  # point count -> fixed subset
-    stored = iter_group_rows(data_dir, split, spec) if spec is not None else None
     with open(meta_path, "wb") as meta:
 
         def flush() -> None:
             nonlocal done, pts, rows
             x = torch.from_numpy(np.stack(pts))
-            feats = model.encode_points(x) if spec is None else model.encode_points(x, unpack(np.stack(rows), spec))
+            feats = model.encode_points(x, None if spec is None else unpack(np.stack(rows), spec))
             b = len(pts)
             vectors[done : done + b] = feats.global_.float().cpu().numpy()
             for lv, arr in fine.items():
@@ -182,14 +181,11 @@ def _embed(
             pts, rows = [], []
             bar.update(b)
 
-        for rec in iter_records(data_dir, split=split):
+        for rec, row in iter_records_with_groups(data_dir, split, spec):
             if done + len(pts) >= n:
                 raise IntegrityError(f"{data_dir}: more shapes than the manifest counts ({n})")
-            if stored is not None:
-                row = next(stored, None)
-                if row is None or row[0] != rec.id:
-                    raise IntegrityError(f"{data_dir}: stored point groups are not in the order of the shapes")
-                rows.append(row[1])
+            if row is not None:
+                rows.append(row)
             p = np.asarray(rec.points, dtype=np.float32)
             if len(p) < n_points:
                 raise BadInputError(f"{data_dir}: shape {rec.id} has {len(p)} points, the model needs {n_points}")

@@ -65,6 +65,22 @@ def test_gather() -> None:
     assert torch.equal(out[0, 0, 0], x[0, 4]) and torch.equal(out[1, 0, 1], x[1, 1])
 
 
+def test_gather_gradient_sums_repeated_rows() -> None:
+    """The index_add_ backward against a loop: a row gathered several times gets the sum of its gradients."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, 6, (3, 5, 7), generator=gen)  # 35 picks of 6 rows: many repeats
+    grad = torch.randn(3, 5, 7, 4, generator=gen, dtype=torch.float64)
+    gather(x, idx).backward(grad)
+    want = torch.zeros_like(x)
+    for b in range(3):
+        for m in range(5):
+            for j in range(7):
+                want[b, idx[b, m, j]] += grad[b, m, j]
+    assert torch.allclose(x.grad, want)
+    assert torch.autograd.gradcheck(lambda t: gather(t, idx), (x.detach().requires_grad_(),))
+
+
 def test_bad_sizes_refused() -> None:
     pts = torch.randn(1, 10, 3)
     with pytest.raises(BadInputError):

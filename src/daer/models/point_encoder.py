@@ -34,6 +34,13 @@ class PointFeatures:
 
     def select(self, idx: Tensor | slice) -> PointFeatures:
         """The features of a subset of shapes (index or slice along the batch)."""
+        if isinstance(idx, Tensor) and idx.dim() == 1 and not idx.is_floating_point() and idx.dtype != torch.bool:
+            # index_select's backward is an index_add_, several times faster on CPU than advanced indexing's.
+            return PointFeatures(
+                [x.index_select(0, idx) for x in self.levels],
+                [c.index_select(0, idx) for c in self.centers],
+                self.global_.index_select(0, idx),
+            )
         return PointFeatures([x[idx] for x in self.levels], [c[idx] for c in self.centers], self.global_[idx])
 
     def detach(self) -> PointFeatures:

@@ -252,3 +252,58 @@ def test_cli_format_import(tmp_path, modelnet, capsys):
     args = parser.parse_args(["data", "import", "--format", "cap3d", "--meshes", str(tmp_path), "--out", "x"])
     with pytest.raises(BadInputError, match="--source"):
         args.func(args)
+
+
+def _long_axis(points: np.ndarray) -> int:
+    """The axis along which a cloud is longest."""
+    return int(np.argmax(points.max(0) - points.min(0)))
+
+
+def _tall_along_y(n: int) -> np.ndarray:
+    """Clouds 4x longer along y than along x and z: upright in a +y-up file."""
+    return _clouds(n) * np.array([0.25, 1.0, 0.25], dtype=np.float32)
+
+
+@pytest.mark.parametrize("loader,classes", [(load_modelnet40_h5, 5), (load_scanobjectnn_h5, 15)])
+def test_h5_formats_turn_their_y_up_to_z(tmp_path, loader, classes):
+    """The PointNet ModelNet40 and ScanObjectNN files are +y up; daer's shapes are +z up."""
+    (tmp_path / "shape_names.txt").write_text("\n".join(f"c{i}" for i in range(classes)) + "\n")
+    _h5(tmp_path / "test_x.h5", _tall_along_y(3), np.zeros(3, dtype=np.int64))
+    assert [_long_axis(r.points) for r in loader(tmp_path, n_points=64)] == [2, 2, 2]  # y -> z by default
+    assert [_long_axis(r.points) for r in loader(tmp_path, n_points=64, up="z")] == [1, 1, 1]  # kept as given
+    with pytest.raises(BadInputError, match="up axis"):
+        list(loader(tmp_path, n_points=64, up="w"))
+
+
+def test_file_formats_take_an_up_axis(tmp_path):
+    """text2shape reads ShapeNet's +y-up models; cap3d and openshape-npy keep each file's own axis."""
+    tall = trimesh.creation.box(extents=(0.2, 1.0, 0.2))  # upright in a +y-up file
+    (tmp_path / "m1.obj").write_text(tall.export(file_type="obj"))
+    np.save(tmp_path / "u1.npy", _tall_along_y(1)[0])
+    (tmp_path / "t2s.csv").write_text("modelId,description,category\nm1,a tall box,Box\n")
+    (tmp_path / "cap3d.csv").write_text("u1,a tall cloud\n")
+    (tmp_path / "openshape.json").write_text('{"u1": ["a tall cloud"]}')
+    t2s = lambda **kw: next(load_text2shape(tmp_path / "t2s.csv", tmp_path, n_points=64, **kw))  # noqa: E731
+    assert _long_axis(t2s().points) == 2 and _long_axis(t2s(up="z").points) == 1
+    cap3d = lambda **kw: next(load_cap3d(tmp_path / "cap3d.csv", tmp_path, n_points=64, **kw))  # noqa: E731
+    assert _long_axis(cap3d().points) == 1 and _long_axis(cap3d(up="y").points) == 2
+    ops = lambda **kw: next(load_openshape_npy(tmp_path / "u1.npy", tmp_path / "openshape.json", 64, **kw))  # noqa: E731
+    assert _long_axis(ops().points) == 1 and _long_axis(ops(up="y").points) == 2
+
+
+def test_cli_format_import_passes_the_up_axis(tmp_path, capsys):
+    """``--up`` reaches a format import (it used to be read for meshes only, and silently dropped here)."""
+    src = tmp_path / "h5"
+    src.mkdir()
+    (src / "shape_names.txt").write_text("a\n")
+    _h5(src / "test0.h5", _tall_along_y(2), np.zeros(2, dtype=np.int64))
+    parser = argparse.ArgumentParser(prog="daer")
+    data = parser.add_subparsers(dest="command").add_parser("data")
+    add_parser(data.add_subparsers(dest="data_command"))
+    for up, axis in ((None, 2), ("z", 1)):
+        out = tmp_path / f"o_{up}"
+        argv = ["data", "import", "--format", "modelnet40-h5", "--source", str(src), "--out", str(out),
+                "--points", "32", "--no-progress"] + (["--up", up] if up else [])  # fmt: skip
+        args = parser.parse_args(argv)
+        assert args.func(args) == 0
+        assert {_long_axis(r.points) for r in iter_records(out)} == {axis}

@@ -43,6 +43,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             shape_names=args.shape_names,
             timeout=args.timeout,
             workers=args.workers,
+            up=args.up,
             **common,
         )
     else:

@@ -29,7 +29,7 @@ from daer.data.formats import (
     read_csv_rows,
     seeded_split,
 )
-from daer.data.mesh_io import DEFAULT_MAX_BYTES, load_points
+from daer.data.mesh_io import DEFAULT_MAX_BYTES, load_points, up_axis
 from daer.data.point_groups import GroupSpec, default_specs
 from daer.data.record import SPLITS, ShapeRecord
 from daer.data.shards import DatasetWriter
@@ -274,6 +274,7 @@ def import_format(
     shard_size: int = 1000,
     overwrite: bool = False,
     progress: bool = True,
+    up: str | None = None,
 ) -> ImportSummary:
     """Import a public data set through its format loader (``daer.data.formats.FORMATS``).
 
@@ -285,6 +286,8 @@ def import_format(
         shape_names: ModelNet40 class-name file (default ``shape_names.txt`` beside the data).
         n_points, seed, max_bytes, shard_size, overwrite, progress: as for :func:`import_meshes`.
         timeout, workers: per-file time limit and loader processes for cap3d and text2shape files.
+        up: the data's up axis, turned to daer's +z; None for the format's own (``FORMAT_UP``: y for the
+            ModelNet40 and ScanObjectNN HDF5 files and for Text2Shape's ShapeNet models).
 
     Raises:
         BadInputError: unknown format, missing or misplaced arguments, unusable source or caption file.
@@ -300,7 +303,9 @@ def import_format(
     if shape_names is not None and name != "modelnet40-h5":
         raise BadInputError("--shape-names applies to modelnet40-h5 only")
     log = RejectLog()
-    common: dict[str, Any] = {"n_points": n_points, "seed": seed, "on_reject": log}
+    if up is not None:
+        up_axis("", up)  # refuses an unknown axis before any file is read
+    common: dict[str, Any] = {"n_points": n_points, "seed": seed, "on_reject": log, "up": up}
     if name == "modelnet40-h5":
         records = loader(source, shape_names=shape_names, **common)
     elif name == "scanobjectnn-h5":

@@ -40,7 +40,10 @@ SUPPORTED_EXTS: tuple[str, ...] = MESH_EXTS + POINT_EXTS
 DEFAULT_MAX_BYTES = 256 * 2**20
 Y_UP_EXTS: tuple[str, ...] = (".glb", ".gltf")  # +y up by the glTF 2.0 specification (front +z)
 # Proper rotations taking each up axis to +z: "y" maps glTF's front (+z) to daer's front (-y).
-UP_HELP = "the file's up axis (default: y for glTF/GLB, as their specification says; z otherwise)"
+UP_HELP = (
+    "the file's up axis (default: y for glTF/GLB, as their specification says, and for the modelnet40-h5, "
+    "scanobjectnn-h5 and text2shape formats; z otherwise)"
+)
 UP_ROTATIONS: dict[str, np.ndarray] = {
     "z": np.eye(3, dtype=np.float32),
     "y": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32),

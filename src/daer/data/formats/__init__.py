@@ -30,6 +30,16 @@ FORMATS: dict[str, str] = {
     "cap3d": "daer.data.formats.cap3d:load_cap3d",
     "text2shape": "daer.data.formats.text2shape:load_text2shape",
 }
+# Each format's up axis where its files do not say (None: each file's own, as ``load_points`` reads it).
+# The PointNet ModelNet40 and ScanObjectNN HDF5 files are +y up (their reference training code turns shapes
+# about y), and so are ShapeNet's models, which Text2Shape describes; daer's shapes are +z up.
+FORMAT_UP: dict[str, str | None] = {
+    "modelnet40-h5": "y",
+    "scanobjectnn-h5": "y",
+    "openshape-npy": None,
+    "cap3d": None,
+    "text2shape": "y",
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACE = re.compile(r"\s+")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from daer.data.formats import (
+    FORMAT_UP,
     RejectFn,
     group_caption_rows,
     ignore_rejection,
@@ -18,7 +20,7 @@ from daer.data.formats import (
     load_groups,
     read_csv_rows,
 )
-from daer.data.mesh_io import DEFAULT_MAX_BYTES, SUPPORTED_EXTS
+from daer.data.mesh_io import DEFAULT_MAX_BYTES, SUPPORTED_EXTS, load_points
 from daer.data.record import ShapeRecord
 
 
@@ -31,6 +33,7 @@ def load_cap3d(
     on_reject: RejectFn = ignore_rejection,
     timeout: float | None = 30.0,
     workers: int = 1,
+    up: str | None = None,
 ) -> Iterator[ShapeRecord]:
     """Stream Cap3D objects: one record per uid, rows of the same uid merged, split a seeded 80/10/10.
 
@@ -43,6 +46,7 @@ def load_cap3d(
         on_reject: receives each row that cannot be used.
         timeout: seconds per file (its worker process is killed past that); None for no limit.
         workers: loader processes.
+        up: the files' up axis, turned to daer's +z; None for the format's (``FORMAT_UP``).
 
     Raises:
         BadInputError: unreadable CSV or missing points folder.
@@ -54,5 +58,6 @@ def load_cap3d(
     groups = group_caption_rows(body, captions.name, "uid", "caption", on_reject)
     files = index_files(points_dir, SUPPORTED_EXTS)
     yield from load_groups(
-        groups.values(), files, Path(points_dir), n_points, seed, max_bytes, on_reject, timeout, workers
-    )
+        groups.values(), files, Path(points_dir), n_points, seed, max_bytes, on_reject, timeout, workers,
+        partial(load_points, up=up or FORMAT_UP["cap3d"]),  # picklable for the workers
+    )  # fmt: skip

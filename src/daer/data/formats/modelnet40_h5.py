@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from daer.data.formats import RejectFn, Rejection, ignore_rejection, key_rng, seeded_split
-from daer.data.mesh_io import BadFileError, normalize_cloud
+from daer.data.formats import FORMAT_UP, RejectFn, Rejection, ignore_rejection, key_rng, seeded_split
+from daer.data.mesh_io import UP_ROTATIONS, BadFileError, normalize_cloud, up_axis
 from daer.data.record import ShapeRecord
 from daer.errors import BadInputError
 
@@ -28,6 +28,7 @@ def load_modelnet40_h5(
     seed: int = 0,
     shape_names: str | os.PathLike[str] | None = None,
     on_reject: RejectFn = ignore_rejection,
+    up: str | None = None,
 ) -> Iterator[ShapeRecord]:
     """Stream ModelNet40 shapes from an HDF5 folder or a single ``.h5`` file.
 
@@ -37,6 +38,7 @@ def load_modelnet40_h5(
         seed: resampling seed (and split seed for files named neither train nor test).
         shape_names: class-name file (default: ``shape_names.txt`` beside the data).
         on_reject: receives each file or shape that cannot be used.
+        up: the files' up axis, turned to daer's +z; None for the format's (y: ``FORMAT_UP``).
 
     Raises:
         BadInputError: no ``.h5`` files or no class-name file.
@@ -46,7 +48,9 @@ def load_modelnet40_h5(
     folder = path if path.is_dir() else path.parent
     names_file = Path(shape_names) if shape_names is not None else folder / "shape_names.txt"
     names = read_class_names(names_file)
-    yield from iter_h5_classification(files, names, n_points, seed, on_reject, _split_of)
+    yield from iter_h5_classification(
+        files, names, n_points, seed, on_reject, _split_of, up or FORMAT_UP["modelnet40-h5"]
+    )
 
 
 def _split_of(name: str) -> str | None:
@@ -84,8 +88,10 @@ def iter_h5_classification(
     seed: int,
     on_reject: RejectFn,
     split_of: Callable[[str], str | None],
+    up: str = "z",
 ) -> Iterator[ShapeRecord]:
-    """Records from HDF5 files holding ``data`` (B, N, 3+) and ``label`` (B,) or (B, 1).
+    """Records from HDF5 files holding ``data`` (B, N, 3+) and ``label`` (B,) or (B, 1), whose up axis
+    ``up`` is turned to +z.
 
     Ids are ``<file stem>/<index>``; a file with the wrong layout and a shape with a bad label or
     unusable points are rejected, the rest goes on.
@@ -103,6 +109,7 @@ def iter_h5_classification(
                 continue
             data, label = h5["data"], h5["label"]
             split = split_of(f.name)
+            turn = UP_ROTATIONS[up_axis(".h5", up)]
             for start in range(0, data.shape[0], _CHUNK):
                 try:
                     block = np.asarray(data[start : start + _CHUNK])  # (C, N, 3+)
@@ -112,7 +119,7 @@ def iter_h5_classification(
                     break
                 for j, (cloud, lab) in enumerate(zip(block, labels, strict=True)):
                     i = start + j
-                    rec = _record(f, i, cloud, lab, class_names, n_points, seed, split, on_reject)
+                    rec = _record(f, i, cloud, lab, class_names, n_points, seed, split, on_reject, turn)
                     if rec is not None:
                         yield rec
 
@@ -139,6 +146,7 @@ def _record(
     seed: int,
     split: str | None,
     on_reject: RejectFn,
+    turn: np.ndarray,
 ) -> ShapeRecord | None:
     rid = f"{f.stem}/{i}"
     value = float(lab) if np.issubdtype(np.asarray(lab).dtype, np.number) else float("nan")
@@ -147,7 +155,7 @@ def _record(
         return None
     name = class_names[int(value)]
     try:
-        points = normalize_cloud(cloud, n_points, key_rng(seed, rid))
+        points = normalize_cloud(cloud, n_points, key_rng(seed, rid)) @ turn.T
     except BadFileError as e:
         on_reject(Rejection(i, f.name, f"shape {i}: {e}", e.code))
         return None

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daer.data.formats import (
+    FORMAT_UP,
     RejectFn,
     Rejection,
     caption_or_reject,
@@ -34,6 +35,7 @@ def load_openshape_npy(
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_reject: RejectFn = ignore_rejection,
+    up: str | None = None,
 ) -> Iterator[ShapeRecord]:
     """Stream objects from ``.npy`` files under ``path`` (recursively), uid = file stem.
 
@@ -45,6 +47,7 @@ def load_openshape_npy(
         seed: sampling and split seed.
         max_bytes: larger files are rejected unread.
         on_reject: receives each file that cannot be used.
+        up: the files' up axis, turned to daer's +z; None for the format's (``FORMAT_UP``).
 
     Raises:
         BadInputError: ``path`` missing or holding no ``.npy`` file; unreadable caption mapping.
@@ -62,7 +65,7 @@ def load_openshape_npy(
     for f in files:
         uid, rel = f.stem, f.relative_to(root).as_posix()
         try:
-            points, _ = load_points(f, n_points, key_rng(seed, uid), max_bytes)
+            points, _ = load_points(f, n_points, key_rng(seed, uid), max_bytes, up=up or FORMAT_UP["openshape-npy"])
             texts = mapping.get(uid) or _in_file_captions(f)
         except BadFileError as e:
             on_reject(Rejection(None, rel, str(e), e.code))

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from daer.data.formats import RejectFn, ignore_rejection
+from daer.data.formats import FORMAT_UP, RejectFn, ignore_rejection
 from daer.data.formats.modelnet40_h5 import h5_files, iter_h5_classification
 from daer.data.record import ShapeRecord
 
@@ -25,16 +25,21 @@ def load_scanobjectnn_h5(
     n_points: int = 2048,
     seed: int = 0,
     on_reject: RejectFn = ignore_rejection,
+    up: str | None = None,
 ) -> Iterator[ShapeRecord]:
     """Stream ScanObjectNN shapes from one ``.h5`` file or the ``.h5`` files directly in a folder.
 
-    Split: "train" for files named ``training*``, "test" for ``test*``, else a seeded 80/10/10.
+    Split: "train" for files named ``training*``, "test" for ``test*``, else a seeded 80/10/10. ``up``: the
+    files' up axis, turned to daer's +z; None for the format's (y: ``FORMAT_UP``).
 
     Raises:
         BadInputError: no ``.h5`` files.
     """
     files = h5_files(Path(path))
-    yield from iter_h5_classification(files, list(SCANOBJECTNN_CLASSES), n_points, seed, on_reject, _split_of)
+    classes = list(SCANOBJECTNN_CLASSES)
+    yield from iter_h5_classification(
+        files, classes, n_points, seed, on_reject, _split_of, up or FORMAT_UP["scanobjectnn-h5"]
+    )
 
 
 def _split_of(name: str) -> str | None:

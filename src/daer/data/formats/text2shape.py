@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from daer.data.formats import (
+    FORMAT_UP,
     RejectFn,
     group_caption_rows,
     ignore_rejection,
@@ -17,7 +19,7 @@ from daer.data.formats import (
     load_groups,
     read_csv_rows,
 )
-from daer.data.mesh_io import DEFAULT_MAX_BYTES, SUPPORTED_EXTS
+from daer.data.mesh_io import DEFAULT_MAX_BYTES, SUPPORTED_EXTS, load_points
 from daer.data.record import ShapeRecord
 from daer.errors import BadInputError
 
@@ -31,6 +33,7 @@ def load_text2shape(
     on_reject: RejectFn = ignore_rejection,
     timeout: float | None = 30.0,
     workers: int = 1,
+    up: str | None = None,
 ) -> Iterator[ShapeRecord]:
     """Stream Text2Shape models: descriptions of one model merged, category lower-cased, seeded split.
 
@@ -43,6 +46,7 @@ def load_text2shape(
         on_reject: receives each row that cannot be used.
         timeout: seconds per file (its worker process is killed past that); None for no limit.
         workers: loader processes.
+        up: the files' up axis, turned to daer's +z; None for the format's (``FORMAT_UP``).
 
     Raises:
         BadInputError: unreadable CSV, missing columns or missing shapes folder.
@@ -56,5 +60,6 @@ def load_text2shape(
     groups = group_caption_rows(rows, captions.name, "modelid", "description", on_reject, category_key="category")
     files = index_files(shapes_dir, SUPPORTED_EXTS)
     yield from load_groups(
-        groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject, timeout, workers
-    )
+        groups.values(), files, Path(shapes_dir), n_points, seed, max_bytes, on_reject, timeout, workers,
+        partial(load_points, up=up or FORMAT_UP["text2shape"]),  # picklable for the workers
+    )  # fmt: skip

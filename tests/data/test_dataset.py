@@ -187,3 +187,34 @@ def test_bad_input_is_refused(tmp_path):
         ShapeTextDataset(["a"], np.zeros((1, 4, 3), np.float32), [[]], ["x"])
     with pytest.raises(BadInputError, match="no shapes"):
         ShapeTextDataset.from_folder(tmp_path / "data", "test")
+
+
+def test_memory_mapped_split_serves_the_same_batches(tmp_path):
+    """A training set read through its cache folder (memory-mapped points, labels and stored groups) serves
+    exactly the batches of the in-memory set: same points, groups, labels, captions, part-dropped views."""
+    from daer.data.build import build_synth
+    from daer.data.point_groups import GroupSpec
+    from daer.models.config import load_config
+    from daer.synth.part_drop import PartDrop
+
+    cfg = load_config("tiny")
+    build_synth(tmp_path / "s", 24, n_points=cfg.n_points, seed=2, workers=1)
+    kw = {
+        "labels": True,
+        "group_config": cfg,
+        "groups_fn": partial(precompute_groups, level_sizes=cfg.level_sizes, level_k=cfg.level_k),
+        "augment": Augment(),
+        "part_drop": PartDrop(0.5),
+        "n_points": cfg.n_points,
+    }
+    plain = ShapeTextDataset.from_folder(tmp_path / "s", "train", **kw)
+    mapped = ShapeTextDataset.from_folder(tmp_path / "s", "train", cache_dir=tmp_path / "cache", **kw)
+    assert isinstance(mapped.points.base, np.memmap) or isinstance(mapped.points, np.memmap)
+    stored = {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.npy")}
+    assert stored == {"points", "point_attrs", GroupSpec.of(cfg).column}
+    keys = [(e, i) for e in range(2) for i in range(len(plain))]
+    a, b = plain.__getitems__(keys), mapped.__getitems__(keys)
+    assert torch.equal(a.points, b.points) and torch.equal(a.point_attrs, b.point_attrs)
+    assert a.point_attrs.dtype == torch.int32 and a.captions == b.captions
+    assert all(torch.equal(x, y) for x, y in zip(a.groups.neighbors + a.groups.centers,
+                                                b.groups.neighbors + b.groups.centers, strict=True))  # fmt: skip

@@ -202,8 +202,9 @@ def test_shard_without_the_listed_groups_is_refused(built: Path, tmp_path: Path)
 
 
 def test_training_set_serves_stored_groups_without_computing(built: Path, tmp_path: Path) -> None:
-    """The per-run groups cache is filled from the shards: nothing is grouped, no cache file is written, and a
-    batch carries the groups that computing them gives (the encoder's own, and the cache's on raw points)."""
+    """The per-run groups cache is filled from the shards: nothing is grouped, no computed-groups file is written
+    (only the split's memory-mapped arrays), and a batch carries the groups that computing them gives (the
+    encoder's own, and the cache's on raw points)."""
     calls: list[int] = []
     cfg = load_config("tiny")
 
@@ -213,7 +214,7 @@ def test_training_set_serves_stored_groups_without_computing(built: Path, tmp_pa
 
     kw = {"n_points": 256, "groups_fn": groups_fn, "cache_dir": tmp_path / "cache"}
     ds = ShapeTextDataset.from_folder(built, "train", group_config=cfg, **kw)
-    assert calls == [] and not (tmp_path / "cache").exists()
+    assert calls == [] and not list((tmp_path / "cache").glob("groups-*"))
     assert ds.groups.centers[0].dtype == torch.int16  # held compactly
     batch = ds.__getitems__(list(range(len(ds))))
     raw = ds.points  # the fixed subset, not augmented
@@ -228,3 +229,14 @@ def test_training_set_serves_stored_groups_without_computing(built: Path, tmp_pa
     ds3 = ShapeTextDataset.from_folder(old, "train", group_config=cfg, **{**kw, "cache_dir": None})
     assert calls and ds3.groups is not None
     assert_same_groups(ds3.__getitems__(list(range(len(ds3)))).groups, batch.groups)
+
+
+def test_stored_groups_memory_mapped_from_a_cache(tmp_path: Path) -> None:
+    """A cached split's groups equal the in-memory ones, and their compact form is a view of the map (no copy)."""
+    build_synth(tmp_path / "s", 12, n_points=TINY.n_points, seed=3, workers=1)
+    ids, block = load_groups(tmp_path / "s", "train", TINY)
+    cached_ids, mapped = load_groups(tmp_path / "s", "train", TINY, cache=tmp_path / "cache")
+    assert cached_ids == ids and isinstance(mapped, np.memmap) and np.array_equal(mapped, block)
+    compact = unpack(mapped, TINY, compact=True)
+    assert np.shares_memory(compact.neighbors[0].numpy(), mapped)
+    assert_same_groups(compact, unpack(block, TINY))

@@ -259,3 +259,35 @@ def test_shards_written_before_point_attrs_still_load(tmp_path: Path) -> None:
     ids, labels, has = load_point_attrs(tmp_path, "train")
     assert ids == ["r000", "r003"] and not has.any() and labels.shape == (2, 64)
     assert load_points(tmp_path, "train")[1].shape == (2, 64, 3)
+
+
+def test_split_arrays_memory_mapped_from_a_cache(tmp_path: Path) -> None:
+    """With a cache folder, points and labels come from .npy maps equal to the in-memory arrays; the file is
+    reused while the manifest holds, rebuilt when damaged or when the data set changes, never half-written."""
+    recs = make_records(9)
+    for i, r in enumerate(recs):
+        r.point_attrs = np.full(64, i, np.uint16) if i % 2 else None
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    write_set(data, recs)
+    for split in (None, "train"):
+        want_ids, want = load_points(data, split)
+        ids, got = load_points(data, split, cache=cache)
+        assert ids == want_ids and isinstance(got, np.memmap) and np.array_equal(got, want)
+        want_l = load_point_attrs(data, split)
+        got_l = load_point_attrs(data, split, cache=cache)
+        assert got_l[0] == want_l[0] and isinstance(got_l[1], np.memmap)
+        assert np.array_equal(got_l[1], want_l[1]) and np.array_equal(got_l[2], want_l[2])
+        again = load_point_attrs(data, split, cache=cache)  # from the finished file
+        assert again[0] == want_l[0] and np.array_equal(again[1], want_l[1]) and np.array_equal(again[2], want_l[2])
+    files = sorted(p.name for p in cache.iterdir())
+    assert all(not name.startswith(".") for name in files)  # no temporary file left
+    (path,) = [p for p in cache.glob("points-all-*.npy")]
+    stamp = path.stat().st_mtime_ns
+    got = load_points(data, cache=cache)[1]
+    got[0, 0, 0] = 99.0  # copy-on-write: the file keeps its values
+    assert path.stat().st_mtime_ns == stamp and np.array_equal(load_points(data, cache=cache)[1], load_points(data)[1])
+    path.write_bytes(path.read_bytes()[:100])  # damaged: rebuilt, not trusted
+    assert np.array_equal(load_points(data, cache=cache)[1], load_points(data)[1])
+    write_set(data, make_records(6, seed=3), overwrite=True)  # another data set: another file
+    ids, got = load_points(data, cache=cache)
+    assert len(ids) == 6 and np.array_equal(got, load_points(data)[1])

@@ -284,7 +284,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         self.categories = list(categories)
         self.seed = int(seed)
         self.augment = augment
-        self.point_attrs = np.ascontiguousarray(point_attrs, dtype=np.int32) if point_attrs is not None else None
+        self.point_attrs = np.ascontiguousarray(point_attrs) if point_attrs is not None else None  # served as int32
         self.attributes = [dict(a) for a in attributes] if point_attrs is not None and attributes is not None else None
         self.part_drop = part_drop
         self.part_swap = part_swap
@@ -321,14 +321,15 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         data set stores that set for the points served, the groups are read from the shards instead of computed
         (no cache file is written: the shards are the cache).
         """
-        ids, points = load_points(data_dir, split)
+        cache = kwargs.get("cache_dir")  # the split's arrays are memory-mapped from files there (SplitArray)
+        ids, points = load_points(data_dir, split, cache=cache)
         if not ids:
             raise BadInputError(f"{data_dir}: split {split!r} has no shapes")
         manifest = read_manifest(data_dir)
         served = served_points(points.shape[1], kwargs.get("n_points"))
         spec = stored_spec(manifest, group_config, served) if kwargs.get("groups_fn") else None
         if spec is not None and kwargs.get("groups") is None:
-            group_ids, block = load_groups(data_dir, split, spec)
+            group_ids, block = load_groups(data_dir, split, spec, cache=cache)
             if group_ids != ids:
                 raise BadInputError(f"{data_dir}: stored groups of split {split!r} are not in the order of its points")
             kwargs["groups"] = unpack(block, spec, compact=True)
@@ -342,7 +343,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             categories.append(rec.category)
             attributes.append(rec.attributes)
         if labelled:
-            label_ids, point_attrs, _ = load_point_attrs(data_dir, split)
+            label_ids, point_attrs, _ = load_point_attrs(data_dir, split, cache=cache)
             if label_ids != ids:
                 raise BadInputError(f"{data_dir}: part labels of split {split!r} are not in the order of its points")
             kwargs.update(point_attrs=point_attrs, attributes=attributes)
@@ -446,7 +447,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
             "caption": item.caption,
             "category": self.categories[item.index],
             "groups": _take(groups, 0) if groups is not None else None,
-            "point_attrs": torch.from_numpy(np.array(item.labels)) if item.labels is not None else None,
+            "point_attrs": torch.from_numpy(np.array(item.labels, dtype=np.int32)) if item.labels is not None else None,
             "attributes": item.attributes,
             "defining": item.defining if self.part_drop is not None else None,
         }
@@ -457,7 +458,7 @@ class ShapeTextDataset(torch.utils.data.Dataset):
         idx = torch.tensor([it.index for it in items], dtype=torch.long)
         pts = torch.from_numpy(np.stack([it.points for it in items]))  # (B, N, 3)
         labelled = self.point_attrs is not None
-        labels = torch.from_numpy(np.stack([it.labels for it in items])) if labelled else None
+        labels = torch.from_numpy(np.stack([it.labels for it in items]).astype(np.int32)) if labelled else None
         attrs = [it.attributes for it in items] if labelled else None
         categories = [self.categories[it.index] for it in items]
         defining = torch.tensor([it.defining for it in items]) if self.part_drop is not None else None

@@ -234,7 +234,9 @@ def unpack(block: np.ndarray, spec: GroupSpec, compact: bool = False) -> PointGr
     if block.ndim != 2 or block.shape[1] != spec.width:
         raise BadInputError(f"point groups block of shape {block.shape}; {spec.column} needs (B, {spec.width})")
     dtype = (np.int16 if spec.n_points <= 1 << 15 else np.int32) if compact else np.int64
-    t = torch.from_numpy(block.astype(dtype))  # (B, width)
+    # uint16 indices below 32,768 read the same as int16: a view, so a memory-mapped split is not copied
+    same_bits = block.dtype == np.uint16 and dtype == np.int16
+    t = torch.from_numpy(block.view(np.int16) if same_bits else block.astype(dtype))  # (B, width)
     b, at = len(block), 0
     centers, neighbors = [], []
     for m, k in zip(spec.level_sizes, spec.level_k, strict=True):

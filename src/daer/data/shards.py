@@ -411,23 +411,76 @@ def load_split(data_dir: str | os.PathLike[str], split: str) -> list[ShapeRecord
     return list(iter_records(data_dir, split=split))
 
 
-def load_points(data_dir: str | os.PathLike[str], split: str | None = None) -> tuple[list[str], np.ndarray]:
+class SplitArray:
+    """Where a split's column array lives: in memory (``cache=None``), or in a ``.npy`` file under ``cache``
+    that is filled shard by shard and then memory-mapped, so a training set larger than memory is
+    paged in as batches ask for it. The file is named by the data set's manifest hash, reused while that
+    hash holds, written under a temporary name and renamed when complete (a half-written file is never
+    opened), and rebuilt when damaged; its ids sit beside it in a JSON file written first."""
+
+    def __init__(self, data_dir: Path, cache: str | os.PathLike[str] | None, kind: str, split: str | None) -> None:
+        self.path: Path | None = None
+        if cache is not None:
+            digest = sha256_file(data_dir / MANIFEST)[:16]
+            self.path = Path(cache) / f"{kind}-{split or 'all'}-{digest}.npy"
+
+    def cached(self, shape: tuple[int, ...], dtype: Any) -> tuple[list[str], np.ndarray] | None:
+        """The finished file's ids and map, when it exists and matches ``shape`` and ``dtype`` (copy-on-write:
+        writes stay in this process, the file is never changed)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            arr = np.load(self.path, mmap_mode="c")
+            ids = json.loads(self.path.with_suffix(".ids.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # damaged: rebuilt
+        if arr.shape != shape or arr.dtype != np.dtype(dtype) or not isinstance(ids, list) or len(ids) != shape[0]:
+            return None
+        return ids, arr
+
+    def fill(self, shape: tuple[int, ...], dtype: Any, rows: Iterator[tuple[int, list[str], np.ndarray]]) -> Any:
+        """Write ``(first row, ids, block)`` blocks into a new array; (ids, array), mapped from the cache file
+        (copy-on-write) when there is one."""
+        if self.path is None:
+            out, ids = np.zeros(shape, dtype=dtype), []
+            for start, block_ids, block in rows:
+                out[start : start + len(block)] = block
+                ids.extend(block_ids)
+            return ids, out
+        with atomic_path(self.path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            ids = []
+            for start, block_ids, block in rows:
+                out[start : start + len(block)] = block
+                ids.extend(block_ids)
+            out.flush()
+            del out
+            write_json(self.path.with_suffix(".ids.json"), ids)
+        return ids, np.load(self.path, mmap_mode="c")
+
+
+def load_points(
+    data_dir: str | os.PathLike[str], split: str | None = None, cache: str | os.PathLike[str] | None = None
+) -> tuple[list[str], np.ndarray]:
     """Fast path for training and indexing: ids and one (M, N, 3) float32 array of a split.
 
-    Reads only the id, split and points columns and fills a preallocated array shard by shard.
+    Reads only the id, split and points columns and fills the array shard by shard: in memory, or with
+    ``cache`` a memory-mapped file in that folder (:class:`SplitArray`).
     """
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     n_points = int(manifest["n_points"])
-    total = _split_count(manifest, split)
-    out = np.empty((total, n_points, 3), dtype=np.float32)  # (M, N, 3)
-    ids: list[str] = []
-    for start, table in _split_tables(data_dir, manifest, split, "points"):
-        rows = table.num_rows
-        if rows:
-            out[start : start + rows] = float_block(table["points"], n_points)
-            ids.extend(table["id"].to_pylist())
-    return ids, out
+    shape = (_split_count(manifest, split), n_points, 3)  # (M, N, 3)
+    where = SplitArray(data_dir, cache, "points", split)
+    found = where.cached(shape, np.float32)
+    if found is not None:
+        return found
+    blocks = (
+        (start, table["id"].to_pylist(), float_block(table["points"], n_points))
+        for start, table in _split_tables(data_dir, manifest, split, "points")
+        if table.num_rows
+    )
+    return where.fill(shape, np.float32, blocks)
 
 
 def _split_count(manifest: dict[str, Any], split: str | None) -> int:
@@ -454,26 +507,36 @@ def _split_tables(
 
 
 def load_point_attrs(
-    data_dir: str | os.PathLike[str], split: str | None = None
+    data_dir: str | os.PathLike[str], split: str | None = None, cache: str | os.PathLike[str] | None = None
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Part labels of a split, in the order of :func:`load_points`: ids, (M, N) uint16 ``point_attrs`` (zeros
-    where a shape has none) and (M,) bool, True where it has labels (False everywhere for data sets written
-    before the column existed, or imported without labels)."""
+    where a shape has none; with ``cache``, memory-mapped as :func:`load_points` does) and (M,) bool, True where
+    it has labels (False everywhere for data sets written before the column existed, or imported without
+    labels)."""
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     n_points = int(manifest["n_points"])
     total = _split_count(manifest, split)
-    out = np.zeros((total, n_points), dtype=np.uint16)  # (M, N)
     has = np.zeros(total, dtype=bool)
-    ids: list[str] = []
-    for start, table in _split_tables(data_dir, manifest, split, "point_attrs"):
-        rows = table.num_rows
-        if rows and "point_attrs" in table.column_names:
-            block, labelled = _label_block(table["point_attrs"], n_points)
-            if block is not None:
-                out[start : start + rows] = block
-                has[start : start + rows] = labelled
-        ids.extend(table["id"].to_pylist())
+
+    def blocks() -> Iterator[tuple[int, list[str], np.ndarray]]:
+        for start, table in _split_tables(data_dir, manifest, split, "point_attrs"):
+            rows = table.num_rows
+            block = None
+            if rows and "point_attrs" in table.column_names:
+                block, labelled = _label_block(table["point_attrs"], n_points)
+                if block is not None:
+                    has[start : start + rows] = labelled
+            yield start, table["id"].to_pylist(), np.zeros((rows, n_points), np.uint16) if block is None else block
+
+    where = SplitArray(data_dir, cache, "point_attrs", split)
+    found = where.cached((total, n_points), np.uint16)
+    if found is not None:  # which shapes have labels: the shards' own flags, read without the label lists
+        for start, table in _split_tables(data_dir, manifest, split, "point_attrs"):
+            if table.num_rows and "point_attrs" in table.column_names:
+                has[start : start + table.num_rows] = pc.is_valid(table["point_attrs"]).to_numpy(zero_copy_only=False)
+        return found[0], found[1], has
+    ids, out = where.fill((total, n_points), np.uint16, blocks())
     return ids, out, has
 
 
@@ -542,16 +605,16 @@ def iter_records_with_groups(
         yield rec, row[1]
 
 
-def load_groups(data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec) -> tuple[list[str], np.ndarray]:
+def load_groups(
+    data_dir: str | os.PathLike[str], split: str | None, spec: GroupSpec, cache: str | os.PathLike[str] | None = None
+) -> tuple[list[str], np.ndarray]:
     """A split's stored groups of set ``spec`` in the order of :func:`load_points`: ids and (M, width) uint16
-    (checked as :func:`iter_group_rows` checks them)."""
+    (checked as :func:`iter_group_rows` checks them; with ``cache``, memory-mapped as :func:`load_points` does)."""
     data_dir = Path(data_dir)
-    out = np.empty((_split_count(read_manifest(data_dir), split), spec.width), dtype=np.uint16)  # (M, width)
-    ids: list[str] = []
-    for start, block_ids, block in _group_blocks(data_dir, split, spec):
-        out[start : start + len(block)] = block
-        ids.extend(block_ids)
-    return ids, out
+    shape = (_split_count(read_manifest(data_dir), split), spec.width)  # (M, width)
+    where = SplitArray(data_dir, cache, spec.column, split)
+    found = where.cached(shape, np.uint16)
+    return found if found is not None else where.fill(shape, np.uint16, _group_blocks(data_dir, split, spec))
 
 
 class DatasetWriter:

@@ -99,6 +99,18 @@ def test_empty_validation_split_is_refused(tmp_path: Path, synth: Path) -> None:
         validation_batch(out)
 
 
+def test_validation_batch_draws_a_seeded_sample_of_the_split(synth: Path) -> None:
+    """The drawn shapes are the seeded choice among all of the split's, in data set order (as a list of every
+    record would give), and all of them when the split is smaller than the batch."""
+    import numpy as np
+
+    val = list(iter_records(synth, split="val"))
+    want = sorted(np.random.default_rng(3).choice(len(val), size=5, replace=False))
+    batch = validation_batch(synth, size=5, seed=3)
+    assert torch.equal(batch.points, torch.from_numpy(np.stack([val[i].points for i in want])))
+    assert len(validation_batch(synth, size=len(val) + 10).captions) == len(val)
+
+
 def test_training_calibrates_every_k_steps_and_logs(tmp_path: Path, synth: Path) -> None:
     cfg = TrainConfig(
         data=str(synth), out=str(tmp_path / "run"), config="tiny", steps=4, batch_size=8,

@@ -39,12 +39,13 @@ def validation_batch(
     from daer.eval.evaluate import zeroshot_prompts
     from daer.eval.synth_probes import is_synth
 
-    records = list(iter_records(data_dir, split=split))
-    if not records:
+    count = int(read_manifest(data_dir).get("counts", {}).get(split, 0))
+    if not count:
         raise BadInputError(f"{data_dir}: the {split!r} split is empty; DAP needs held-out shapes to calibrate on")
     rng = np.random.default_rng(seed)
-    if len(records) > size:
-        records = [records[i] for i in sorted(rng.choice(len(records), size=size, replace=False))]
+    keep = set(range(count)) if count <= size else {int(i) for i in rng.choice(count, size=size, replace=False)}
+    # streamed: only the drawn shapes are held (a split of a large data set does not fit in memory)
+    records = [r for i, r in enumerate(iter_records(data_dir, split=split)) if i in keep]
     classes = sorted({r.category for r in records})
     points = torch.from_numpy(np.stack([r.points.astype(np.float32) for r in records]))
     captions = [r.captions[int(rng.integers(len(r.captions)))] for r in records]

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", nargs="+", default=["test", "train"])
     ap.add_argument("--queries", type=Path, default=QUERIES)
     ap.add_argument("--max-shapes", type=int, default=None)
+    ap.add_argument("--section", default="handwritten", help="RESULTS.md section name (default handwritten)")
+    ap.add_argument("--title", default="Hand-written queries", help="the section's heading")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line("benchmarks.bench_handwritten", argv)
     sizes = ", ".join(f"{r[4]['handwritten']['n_shapes']:,} {r[2]}" for r in rows[:: len(args.run)])
     lines = [
-        f"## Hand-written queries ({len(queries)} queries; {sizes} shapes)",
+        f"## {args.title} ({len(queries)} queries; {sizes} shapes)",
         "",
         f"Command: `{command.strip()}` (git {git_sha()})  ",
         f"Machine: {machine_line()}.  ",
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines)
     print(md)
     if not args.no_write:
-        print(f"wrote {write_section('handwritten', md)}")
+        print(f"wrote {write_section(args.section, md)}")
     return 0
 
 

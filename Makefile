@@ -28,9 +28,9 @@ lint: install
 demo: install
 	$(VENV)/bin/daer demo --out $(DEMO_DIR)
 
-# Trains the packaged demo model the way benchmarks/RESULTS.md measured it (15 min per mode on 2 cores, DAP off).
+# Trains the packaged demo model the way benchmarks/RESULTS.md measured it (30 min per mode on 2 cores, DAP off).
 demo-train: install
-	$(PY) -m benchmarks.bench_train --data runs/bench_train/synth-20000 --minutes 15 --set dap=false --no-diagnose \
+	$(PY) -m benchmarks.bench_train --data runs/bench_train/synth-20000 --minutes 30 --set dap=false --no-diagnose \
 		--eval-max 2000
 	$(PY) -m benchmarks.export_model --runs runs/bench_train --mode haf --out src/daer/assets/demo_model
 

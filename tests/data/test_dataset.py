@@ -211,7 +211,7 @@ def test_memory_mapped_split_serves_the_same_batches(tmp_path):
     mapped = ShapeTextDataset.from_folder(tmp_path / "s", "train", cache_dir=tmp_path / "cache", **kw)
     assert isinstance(mapped.points.base, np.memmap) or isinstance(mapped.points, np.memmap)
     stored = {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.npy")}
-    assert stored == {"points", "point_attrs", GroupSpec.of(cfg).column}
+    assert stored == {"points", "point_attrs", "point_attrs_present", GroupSpec.of(cfg).column}
     keys = [(e, i) for e in range(2) for i in range(len(plain))]
     a, b = plain.__getitems__(keys), mapped.__getitems__(keys)
     assert torch.equal(a.points, b.points) and torch.equal(a.point_attrs, b.point_attrs)

@@ -442,21 +442,22 @@ class SplitArray:
         """Write ``(first row, ids, block)`` blocks into a new array; (ids, array), mapped from the cache file
         (copy-on-write) when there is one."""
         if self.path is None:
-            out, ids = np.zeros(shape, dtype=dtype), []
-            for start, block_ids, block in rows:
-                out[start : start + len(block)] = block
-                ids.extend(block_ids)
-            return ids, out
+            return _fill_rows(np.zeros(shape, dtype=dtype), rows)
         with atomic_path(self.path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            ids = []
-            for start, block_ids, block in rows:
-                out[start : start + len(block)] = block
-                ids.extend(block_ids)
+            ids, out = _fill_rows(np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), rows)
             out.flush()
             del out
             write_json(self.path.with_suffix(".ids.json"), ids)
         return ids, np.load(self.path, mmap_mode="c")
+
+
+def _fill_rows(out: np.ndarray, rows: Iterator[tuple[int, list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """Copy ``(first row, ids, block)`` blocks into ``out``; (ids in row order, ``out``)."""
+    ids: list[str] = []
+    for start, block_ids, block in rows:
+        out[start : start + len(block)] = block
+        ids.extend(block_ids)
+    return ids, out
 
 
 def load_points(
@@ -530,14 +531,12 @@ def load_point_attrs(
             yield start, table["id"].to_pylist(), np.zeros((rows, n_points), np.uint16) if block is None else block
 
     where = SplitArray(data_dir, cache, "point_attrs", split)
-    found = where.cached((total, n_points), np.uint16)
-    if found is not None:  # which shapes have labels: the shards' own flags, read without the label lists
-        for start, table in _split_tables(data_dir, manifest, split, "point_attrs"):
-            if table.num_rows and "point_attrs" in table.column_names:
-                has[start : start + table.num_rows] = pc.is_valid(table["point_attrs"]).to_numpy(zero_copy_only=False)
-        return found[0], found[1], has
+    flags = SplitArray(data_dir, cache, "point_attrs_present", split)  # ``has``, beside the labels
+    found, found_has = where.cached((total, n_points), np.uint16), flags.cached((total,), bool)
+    if found is not None and found_has is not None:
+        return found[0], found[1], found_has[1]
     ids, out = where.fill((total, n_points), np.uint16, blocks())
-    return ids, out, has
+    return ids, out, flags.fill((total,), bool, iter([(0, ids, has)]))[1]
 
 
 def _group_blocks(data_dir: Path, split: str | None, spec: GroupSpec) -> Iterator[tuple[int, list[str], np.ndarray]]:

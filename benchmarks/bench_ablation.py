@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 LEGACY = '{"haf_readout":"cosine","point_context":false,"text_content_words":false}'
 CONTEXT = '{"point_context":true}'
@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.note:
         lines += ["", args.note]
     md = "\n".join(lines)
-    print(md)
-    if not args.no_write:
-        print(f"wrote {write_section(args.section, md)}")
+    publish(args.section, md, write=not args.no_write)
     return 0
 
 

@@ -18,7 +18,7 @@ import json
 import statistics
 import time
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 from daer.eval.evaluate import evaluate
 from daer.models.model import load_model
 from daer.train.calibrate import build_cache, calibrate_model, current_policy, validation_batch
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     md = markdown(args, rows, curves, time.perf_counter() - start)
-    print(md)
-    if not args.no_write:
-        write_section(args.section, md)
+    publish(args.section, md, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 COUNT_VALUES = {"0", "1", "2", "3", "4", "5", "6", "7", "8"}
 PRESENCE_VALUES = {"yes", "no"}
@@ -311,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(name or path, json.dumps(results[name or Path(path).name]["cells"]["test/heldout"]), flush=True)
     command = command_line("benchmarks.bench_diagnose", argv)
     md = render(args, results, command)
-    print(md)
-    if not args.no_write:
-        print(f"wrote {write_section('quality_diagnosis', md)}")
+    publish("quality_diagnosis", md, write=not args.no_write)
     return 0
 
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 GOALS = {"busy core": 0.70, "two jobs": 0.40}  # share of the idle rate each condition must keep
 
@@ -128,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"best passive setting keeps {policy:.0f}/s = {policy / best_idle:.0%}, "
                      f"**{'met' if policy / best_idle >= goal else 'missed'}**.")  # fmt: skip
     md = "\n".join(lines)
-    print(md)
-    if not args.no_write:
-        print(f"wrote {write_section('embedding', md)}")
+    publish("embedding", md, write=not args.no_write)
     return 0
 
 

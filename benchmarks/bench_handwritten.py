@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 QUERIES = Path(__file__).resolve().parent / "queries" / "handwritten.jsonl"
 
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{h['spec_cat_p10']:.3f} | {g['spec_p1']:.3f} | {g['spec_p10']:.3f} | "
                      f"{g['spec_cat_p10']:.3f} |")  # fmt: skip
     md = "\n".join(lines)
-    print(md)
-    if not args.no_write:
-        print(f"wrote {write_section(args.section, md)}")
+    publish(args.section, md, write=not args.no_write)
     return 0
 
 

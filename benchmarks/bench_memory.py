@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 SERVED = 2000  # shapes served in the data-set modes (a pass of batches of 64)
 
@@ -161,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {r['data']} | {r['shapes']:,} | {r['label']} | {r['ready_s']:.1f} | "
                      f"{r['peak_anon_mib']:,.0f} | {r['file_mib']:,.0f} |")  # fmt: skip
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section("memory", text)
+    publish("memory", text, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 from daer.data.shards import iter_records, read_manifest
 from daer.retrieval.indexer import build_index
 from daer.retrieval.searcher import Searcher
@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({best[0]}: {gain_t2s:+.3f} t2s_r1, {gain_spec:+.3f} spec_p10).",
     ]
     md = "\n".join(lines)
-    print(md)
-    if not args.no_write:
-        write_section("model_retrieval", md)
+    publish("model_retrieval", md, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 from daer.models.model import create_model
 from daer.models.text_cache import TextFeatureCache
 
@@ -118,8 +118,7 @@ encoding including FPS/kNN.
 |---|---:|---:|---:|---:|---:|---:|
 {lines}
 """
-    if not args.no_write:
-        print(f"wrote {write_section('model_step', md)}")
+    publish("model_step", md, write=not args.no_write)
     return 0
 
 

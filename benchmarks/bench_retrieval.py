@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 from daer.retrieval.bench import BenchConfig, run_retrieval_bench, success_ablation
 from daer.retrieval.synthetic import SynthConfig, SyntheticEmbeddings
 
@@ -196,8 +196,7 @@ Re-rank depth needs a trained model's fine score: see the model retrieval sectio
 
 </details>
 """
-    if not args.no_write:
-        print(f"wrote {write_section('retrieval-1m' if args.full else 'retrieval', md)}")
+    publish("retrieval-1m" if args.full else "retrieval", md, write=not args.no_write)
     return 0
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 
 RENDER_GOAL = 20.0  # thumbnails per second on 2 cores
 MIX = (("search", 0.5), ("render", 0.3), ("shape", 0.1), ("explain", 0.1))
@@ -389,13 +389,9 @@ def main() -> None:
     if hostile_md is not None:
         for e in mixed.upload_errors[:10]:  # type: ignore[union-attr]
             print("upload error:", e, file=sys.stderr)
-    if args.no_write:
-        print(md)
-        print(hostile_md or "")
-    else:
-        print(f"wrote {write_section('service', md)}")
-        if hostile_md is not None:
-            print(f"wrote {write_section('service_hostile', hostile_md)}")
+    publish("service", md, write=not args.no_write)
+    if hostile_md is not None:
+        publish("service_hostile", hostile_md, write=not args.no_write)
 
 
 if __name__ == "__main__":

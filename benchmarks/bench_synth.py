@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.report import git_sha, machine_line, write_section
+from benchmarks.report import git_sha, machine_line, publish
 from daer.data.build import build_synth
 from daer.data.shards import write_shard
 from daer.synth.generator import generate_record
@@ -98,8 +98,7 @@ Goal: >= {GOAL:.0f} shapes/s with 2 workers at 2,048 points; the median {verdict
 Where the time goes, one process, first {min(args.n, 200)} shapes: generator alone {gen:.1f} shapes/s,
 Parquet shard writing alone {write:.0f} shapes/s.
 """
-    if not args.no_write:
-        print(f"wrote {write_section('synth', md)}")
+    publish("synth", md, write=not args.no_write)
     return 0
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 GOALS: tuple[tuple[str, float], ...] = (
     ("attr_acc", 0.88), ("zeroshot_top1", 0.97), ("spec_p10", 0.90), ("grounding", 0.6)
@@ -423,9 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.runs_dir / f"{stamp}-report.json").write_text(
         json.dumps({"info": info, "results": results}, indent=1), encoding="utf-8"
     )
-    print(md)
-    if not args.no_write:
-        print(f"wrote {write_section('train_quality', md)}")
+    publish("train_quality", md, write=not args.no_write)
     return 0
 
 

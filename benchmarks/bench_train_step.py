@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.report import command_line, git_sha, machine_line, write_section
+from benchmarks.report import command_line, git_sha, machine_line, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 TOP_OPS = 6
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                     speed = by[(base, mode)]["step_s"] / by[(name, mode)]["step_s"]
                     lines.append(f"- {mode}: {name} step {speed:.2f}x as fast as {base}")
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section("train_step", text)
+    publish("train_step", text, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Assemble benchmarks/RESULTS.md from per-benchmark sections (never edited by hand).
 
-Each benchmark calls ``write_section(name, markdown)``; the section lands in
+Each benchmark calls ``publish(name, markdown)`` (``write_section`` when it prints nothing); the section lands in
 ``benchmarks/results/<name>.md`` and RESULTS.md is regenerated from all sections in name order.
 """
 
@@ -48,6 +48,13 @@ def git_sha() -> str:
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def publish(name: str, markdown: str, write: bool = True) -> None:
+    """Print a benchmark's section and, unless ``write`` is False (its ``--no-write``), store it."""
+    print(markdown)
+    if write:
+        print(f"wrote {write_section(name, markdown)}")
 
 
 def write_section(name: str, markdown: str) -> Path:

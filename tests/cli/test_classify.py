@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from daer.cli import main
-from daer.data.mesh_io import load_points
+from daer.data.mesh_io import AUTO_UP, classify_up, load_points
+from daer.errors import BadInputError
 from daer.models.model import create_model, load_model
+from daer.models.packaged import packaged_checkpoint
+from daer.models.zeroshot import classify_points, classify_upright
 from daer.synth.taxonomy import CATEGORIES
 
 
@@ -33,9 +36,10 @@ def cloud_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_classify_json_matches_the_model(run: Path, cloud_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["classify", "--ckpt", str(run), str(cloud_file), "--labels", "chair, mug,lamp", "--json"]) == 0
+    argv = ["classify", "--ckpt", str(run), str(cloud_file), "--labels", "chair, mug,lamp", "--json", "--up", "z"]
+    assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["file"] == str(cloud_file)
+    assert out["file"] == str(cloud_file) and out["up"] == "z"
     ranked = out["labels"]
     assert sorted(r["label"] for r in ranked) == ["chair", "lamp", "mug"]
     assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
@@ -49,10 +53,25 @@ def test_classify_json_matches_the_model(run: Path, cloud_file: Path, capsys: py
     assert next(r["score"] for r in ranked if r["label"] == "chair") == pytest.approx(float(s[0, 0]), abs=1e-6)
 
 
+def test_classify_chooses_up_unless_told(run: Path, cloud_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A point file names no up axis: each turn is tried (classify_upright); glTF is y up by specification."""
+    assert main(["classify", "--ckpt", str(run), str(cloud_file), "--labels", "chair,mug,lamp", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = load_model(run)
+    points, _ = load_points(cloud_file, n_points=model.config.n_points, up="z")
+    up, ranked = classify_upright(model, points, ["chair", "mug", "lamp"])
+    assert out["up"] == up and [r["label"] for r in out["labels"]] == [r["label"] for r in ranked]
+    assert classify_up(".glb") == "y" and classify_up(".obj") == AUTO_UP and classify_up(".obj", "x") == "x"
+    with pytest.raises(BadInputError, match="up axis"):
+        classify_up(".obj", "w")
+
+
 def test_classify_default_labels_text(run: Path, cloud_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["classify", "--ckpt", str(run), str(cloud_file), "--top", "3"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
     assert len(lines) == 3 and all(line.split()[0] in CATEGORIES for line in lines)
+    assert "up (chosen" in out.err
 
 
 def test_classify_bad_inputs(run: Path, tmp_path: Path, cloud_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,3 +83,12 @@ def test_classify_bad_inputs(run: Path, tmp_path: Path, cloud_file: Path, capsys
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["classify", "--ckpt", str(run), str(cloud_file), "--labels", "a,a"]) == 2
     assert "distinct" in capsys.readouterr().err
+
+
+def test_classify_without_ckpt_uses_the_packaged_model(cloud_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(cloud_file), "--labels", "chair,lamp", "--json", "--up", "z"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = load_model(packaged_checkpoint())
+    points, _ = load_points(cloud_file, n_points=model.config.n_points)
+    ref = classify_points(model, points, ["chair", "lamp"])
+    assert [r["score"] for r in out["labels"]] == pytest.approx([r["score"] for r in ref], abs=1e-6)

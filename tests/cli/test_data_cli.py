@@ -58,3 +58,45 @@ def test_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "error:" in capsys.readouterr().err
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--n", "0"]) == 2
     assert "--n must be >= 1" in capsys.readouterr().err
+
+
+def _synth_meshes(folder: Path, up: str) -> Path:
+    """Eight Align3D-Synth meshes (one per category) stored with ``up`` as their up axis, and a captions CSV."""
+    import csv
+
+    import numpy as np
+
+    from daer.data.mesh_io import UP_ROTATIONS
+    from daer.synth.generator import caption_draws, shape_spec
+    from daer.synth.geometry_registry import builder_for
+
+    folder.mkdir()
+    with open(folder / "captions.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "caption"])
+        for index in range(19, 27):
+            category, attributes = shape_spec(index, 0)
+            mesh = builder_for(category)(dict(attributes), np.random.default_rng([0, index, 0]))
+            mesh.vertices = mesh.vertices @ UP_ROTATIONS[up]  # turning by UP_ROTATIONS[up] stands it up again
+            mesh.export(folder / f"{index}.obj")
+            writer.writerow([f"{index}.obj", caption_draws(index, 0)[0].text])
+    return folder / "captions.csv"
+
+
+@pytest.mark.parametrize("up", ["y", "z"])
+def test_import_up_auto_finds_the_files_axis(tmp_path: Path, up: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--up auto asks the packaged model which axis a sample of the files reads best with; the import then
+    holds exactly what naming that axis gives (a model-free "always z" would leave y-up chairs lying down)."""
+    from daer.data.shards import load_points
+
+    captions = _synth_meshes(tmp_path / "meshes", up)
+    common = ["data", "import", "--meshes", str(tmp_path / "meshes"), "--captions", str(captions), "--workers", "1",
+              "--points", "512", "--no-progress"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "auto"), "--up", "auto"]) == 0
+    assert f"up axis {up} (auto:" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "named"), "--up", up]) == 0
+    (ids, auto), (named_ids, named) = load_points(tmp_path / "auto"), load_points(tmp_path / "named")
+    assert ids == named_ids and auto.tobytes() == named.tobytes()
+    assert main(["data", "import", "--format", "cap3d", "--source", str(tmp_path), "--out", str(tmp_path / "f"),
+                 "--up", "auto"]) == 2  # fmt: skip
+    assert "known up axis" in capsys.readouterr().err

@@ -36,8 +36,8 @@ def test_demo_trains_when_asked_or_nothing_is_packaged(tmp_path: Path, capsys) -
 
 
 def test_packaged_model_loads_with_its_recorded_hash() -> None:
-    from daer.cli.demo import packaged_checkpoint
     from daer.models.model import load_model
+    from daer.models.packaged import packaged_checkpoint
 
     shipped = packaged_checkpoint()
     assert shipped is not None, "src/daer/assets/demo_model is missing: run `make demo-train`"
@@ -52,10 +52,10 @@ def test_packaged_model_answers_the_demo_queries(tmp_path: Path) -> None:
     or category-confused model (one trained with any-part drop put benches first here) fails."""
     import torch
 
-    from daer.cli.demo import packaged_checkpoint
     from daer.data.build import build_synth
     from daer.data.shards import iter_records
     from daer.models.model import load_model
+    from daer.models.packaged import packaged_checkpoint
     from daer.synth.taxonomy import CATEGORIES
 
     shipped = packaged_checkpoint()

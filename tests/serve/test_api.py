@@ -13,9 +13,9 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from daer.data.mesh_io import load_points
+from daer.data.mesh_io import UP_ROTATIONS, load_points
 from daer.data.shards import iter_records
-from daer.models.zeroshot import classify_points
+from daer.models.zeroshot import classify_points, classify_upright
 from daer.serve.app import create_app
 from daer.serve.backend import LibraryBackend
 from daer.serve.cache import RenderCache
@@ -194,13 +194,20 @@ def test_classify_matches_the_library(client: TestClient, backend: LibraryBacken
     assert body["format"] == "npy" and body["n_points"] == backend.n_points and body["filename"] == "cloud.npy"
     (tmp_path / "c.npy").write_bytes(data)
     pts, _ = load_points(tmp_path / "c.npy", n_points=backend.n_points)
-    ref = classify_points(backend.model, pts, ["chair", "table", "car"])
+    up, ref = classify_upright(backend.model, pts, ["chair", "table", "car"])  # a point file names no up axis
+    assert body["up"] == up
     assert [p["label"] for p in body["labels"]] == [p["label"] for p in ref]
     assert [p["prob"] for p in body["labels"]] == pytest.approx([p["prob"] for p in ref], abs=1e-5)
     assert sum(p["prob"] for p in body["labels"]) == pytest.approx(1.0, abs=1e-4)
     # default labels: the data set's categories
     default = client.post("/api/classify", files={"file": ("t.obj", TETRA_OBJ)}).json()
     assert sorted(p["label"] for p in default["labels"]) == backend.labels
+    # an up axis named reads the file turned that way, no search
+    named = client.post(
+        "/api/classify", files={"file": ("cloud.npy", data)}, data={"labels": "chair,table,car", "up": "x"}
+    )
+    ref = classify_points(backend.model, pts @ UP_ROTATIONS["x"].T, ["chair", "table", "car"])
+    assert named.json()["up"] == "x" and [p["label"] for p in named.json()["labels"]] == [p["label"] for p in ref]
 
 
 @pytest.mark.parametrize(

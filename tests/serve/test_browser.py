@@ -67,6 +67,7 @@ def test_search_explain_in_chromium(backend: LibraryBackend, tmp_path: Path) -> 
         assert len(preds) == 3
         first_label = browser.script("return document.querySelector('#classify-out li strong').textContent")
         assert first_label in {"chair", "lamp", "table"}
+        assert browser.text("#classify-up") in {"read with x up", "read with y up", "read with z up"}
 
         # a refused query shows the server's message rather than failing silently
         browser.script("document.getElementById('q').removeAttribute('maxlength')")

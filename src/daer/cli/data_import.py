@@ -35,6 +35,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.format is not None:
         if args.source is None or args.meshes is not None:
             raise BadInputError(f"--format {args.format} takes --source PATH (not --meshes)")
+        if args.up == "auto":
+            raise BadInputError(f"--format {args.format} has a known up axis; --up x, y or z overrides it, not auto")
         summary = import_format(
             args.format,
             args.source,
@@ -53,7 +55,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         from daer.data.mesh_io import load_points
 
-        loader = load_points if args.up is None else partial(load_points, up=args.up)  # picklable for the workers
+        up = _vote_up(args, common) if args.up == "auto" else args.up
+        loader = load_points if up is None else partial(load_points, up=up)  # picklable for the workers
         summary = import_meshes(
             args.meshes, args.captions, args.out, timeout=args.timeout, workers=args.workers, loader=loader, **common
         )
@@ -61,6 +64,55 @@ def cmd_import(args: argparse.Namespace) -> int:
     if summary.imported == 0:
         raise BadInputError(f"nothing was imported; reasons in {summary.rejected_path}")
     return 0
+
+
+AUTO_UP_SAMPLE = 64  # files read to choose a data set's up axis
+
+
+def _vote_up(args: argparse.Namespace, common: dict) -> str:
+    """The up axis most of a seeded sample of the CSV's files read best with, by the model's caption scores.
+
+    The sample is imported as the files are (+z up), through the same workers, limits and timeout as the
+    import itself, into a temporary folder that is removed afterwards.
+    """
+    import csv
+    import tempfile
+    from functools import partial
+    from pathlib import Path
+
+    import numpy as np
+
+    from daer.data.importer import import_meshes, read_captions
+    from daer.data.mesh_io import load_points
+    from daer.data.shards import iter_records
+    from daer.models.model import load_model
+    from daer.models.packaged import resolve_checkpoint
+    from daer.models.zeroshot import vote_up
+
+    entries = read_captions(args.captions, reject=lambda _: None)
+    rng = np.random.default_rng(args.seed)
+    picked = sorted(rng.choice(len(entries), min(AUTO_UP_SAMPLE, len(entries)), replace=False)) if entries else []
+    records: list[tuple[np.ndarray, str]] = []
+    with tempfile.TemporaryDirectory(prefix="daer-up-") as tmp:
+        sample_csv, sample_dir = Path(tmp) / "sample.csv", Path(tmp) / "sample"
+        with open(sample_csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "caption"])
+            writer.writerows([entries[i].file, entries[i].captions[0]] for i in picked)
+        if picked:
+            opts = {**common, "overwrite": False, "progress": False}
+            summary = import_meshes(args.meshes, sample_csv, sample_dir, timeout=args.timeout, workers=args.workers,
+                                    loader=partial(load_points, up="z"), **opts)  # fmt: skip
+            if summary.imported:
+                records = [(r.points, r.captions[0]) for r in iter_records(sample_dir)]
+    if not records:
+        print("up axis z (auto: no sampled file could be read, so the files are taken as they are)")
+        return "z"
+    votes = vote_up(load_model(resolve_checkpoint(args.ckpt)), *zip(*records, strict=True))
+    axis = max(votes, key=votes.__getitem__)
+    print(f"up axis {axis} (auto: {votes[axis]} of {len(records)} sampled files score their caption best with "
+          f"{axis} up; votes {votes})")  # fmt: skip
+    return axis
 
 
 def add_parser(data_sub: argparse._SubParsersAction) -> None:
@@ -87,7 +139,13 @@ def add_parser(data_sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per file before it is skipped (default 30)")
     p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
-    p.add_argument("--up", choices=sorted(UP_ROTATIONS), default=None, help=UP_HELP)
+    p.add_argument(
+        "--up",
+        choices=["auto", *sorted(UP_ROTATIONS)],
+        default=None,
+        help=UP_HELP + "; auto: the axis most of 64 sampled files score their caption best with, by --ckpt",
+    )
+    p.add_argument("--ckpt", default=None, help="the model --up auto asks (default: the packaged model)")
     p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from importlib import resources
 from pathlib import Path
+
+from daer.models.packaged import packaged_checkpoint
 
 EXAMPLE_QUERIES = (
     "a chair with three legs and armrests",
@@ -20,12 +21,6 @@ EXAMPLE_QUERIES = (
     "a two-storey house with a chimney",
     "a floor lamp with a cone-shaped shade",
 )
-
-
-def packaged_checkpoint() -> Path | None:
-    """The checkpoint shipped inside the package (written by ``make demo-train``), if any."""
-    folder = Path(str(resources.files("daer").joinpath("assets", "demo_model")))
-    return folder if (folder / "model.safetensors").is_file() else None
 
 
 def _stage(number: int, title: str) -> float:

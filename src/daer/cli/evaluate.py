@@ -40,9 +40,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from daer.eval.evaluate import evaluate
     from daer.eval.queries import read_spec_queries
     from daer.models.model import load_model
+    from daer.models.packaged import resolve_checkpoint
 
     spec = read_spec_queries(args.queries) if args.queries else None  # a bad file fails before the model loads
-    model = load_model(args.ckpt, map_location=args.device)
+    model = load_model(resolve_checkpoint(args.ckpt), map_location=args.device)
     result = evaluate(
         model,
         args.data,
@@ -60,7 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: retrieval R@k, zero-shot, attribute accuracy, spec P@k")
-    p.add_argument("--ckpt", required=True, help="run folder (or its model.safetensors)")
+    p.add_argument("--ckpt", default=None, help="run folder or its model.safetensors (default: the packaged model)")
     p.add_argument("--data", required=True, help="data set folder (shards + manifest.json)")
     p.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate (default test)")
     p.add_argument("--json", action="store_true", help="print one JSON line")

@@ -7,12 +7,13 @@ import json
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from daer.models.packaged import resolve_checkpoint
     from daer.retrieval.indexer import build_index
 
     settings = json.loads(args.settings) if args.settings else None
     levels = None if args.fine_levels is None else [int(v) for v in args.fine_levels.split(",") if v.strip()]
     summary = build_index(
-        args.ckpt, args.data, args.out, method=args.method, split=args.split, batch=args.batch,
+        resolve_checkpoint(args.ckpt), args.data, args.out, method=args.method, split=args.split, batch=args.batch,
         fine_levels=[] if args.no_fine else levels, settings=settings, progress=not args.quiet,
     )  # fmt: skip
     print(
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     index = sub.add_parser("index", help="build search indexes")
     isub = index.add_subparsers(dest="index_command", required=True, metavar="INDEX_COMMAND")
     p = isub.add_parser("build", help="embed a data set with a checkpoint and write an index folder")
-    p.add_argument("--ckpt", required=True, help="run folder of the model")
+    p.add_argument("--ckpt", default=None, help="run folder of the model (default: the packaged model)")
     p.add_argument("--data", required=True, help="data set folder")
     p.add_argument("--out", required=True, help="index folder to write (replaced when complete)")
     p.add_argument("--method", default="ers", choices=["ers", "exact", "ivf", "hnsw"], help="index type (ers)")

@@ -8,10 +8,11 @@ import argparse
 def cmd_attention(args: argparse.Namespace) -> int:
     from daer.data.shards import iter_records
     from daer.models.model import load_model
+    from daer.models.packaged import resolve_checkpoint
     from daer.train.calibrate import calibrate_model, require_haf, summary_line, validation_batch
     from daer.viz.attention_pictures import one_per_category, write_attention_pictures
 
-    model = load_model(args.ckpt)
+    model = load_model(resolve_checkpoint(args.ckpt))
     require_haf(model)
     records = one_per_category(iter_records(args.data, split=args.split))
     change = None
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     viz = sub.add_parser("viz", help="pictures of what a model attends to")
     vsub = viz.add_subparsers(dest="viz_command", required=True, metavar="VIZ_COMMAND")
     p = vsub.add_parser("attention", help="per-word attention heat maps of one shape per category")
-    p.add_argument("--ckpt", required=True, help="run folder of a haf-mode model")
+    p.add_argument("--ckpt", default=None, help="run folder of a haf-mode model (default: the packaged model)")
     p.add_argument("--data", required=True, help="data set folder")
     p.add_argument("--out", required=True, help="output folder for the PNGs")
     p.add_argument("--split", default="test", help="split to draw shapes from (default test)")

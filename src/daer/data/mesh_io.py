@@ -44,6 +44,11 @@ UP_HELP = (
     "the file's up axis (default: y for glTF/GLB, as their specification says, and for the modelnet40-h5, "
     "scanobjectnn-h5 and text2shape formats; z otherwise)"
 )
+AUTO_UP = "auto"  # classification only: try each axis as up (daer.models.zeroshot.classify_upright)
+AUTO_UP_HELP = (
+    "the file's up axis; auto (the default, except for glTF/GLB, which are y up by their specification) "
+    "tries x, y and z and keeps the turn whose best label scores highest"
+)
 UP_ROTATIONS: dict[str, np.ndarray] = {
     "z": np.eye(3, dtype=np.float32),
     "y": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32),
@@ -159,6 +164,13 @@ def up_axis(ext: str, up: str | None = None) -> str:
     if up not in UP_ROTATIONS:
         raise BadInputError(f"up axis must be one of {sorted(UP_ROTATIONS)}, got {up!r}")
     return up
+
+
+def classify_up(ext: str, up: str | None = None) -> str:
+    """The up axis to classify a file with: ``up`` when given, "y" for glTF/GLB, else :data:`AUTO_UP`."""
+    if up is None:
+        return "y" if ext.lower() in Y_UP_EXTS else AUTO_UP
+    return up if up == AUTO_UP else up_axis(ext, up)
 
 
 def _describe(e: Exception) -> str:

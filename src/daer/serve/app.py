@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daer import __version__
-from daer.data.mesh_io import UP_HELP, MeshLimits
+from daer.data.mesh_io import AUTO_UP, AUTO_UP_HELP, MeshLimits, classify_up
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.serve.backend import SearchBackend
 from daer.serve.cache import RenderCache
@@ -74,8 +74,8 @@ Q = Annotated[str, Query(min_length=1, max_length=512, description="text query, 
 ShapeId = Annotated[str, Query(min_length=1, max_length=128, description="shape id")]
 Upload = Annotated[UploadFile, File(description="mesh or point file (20 MB at most unless the server says otherwise)")]
 UpAxis = Annotated[
-    Literal["x", "y", "z"] | None,
-    Form(description=UP_HELP),
+    Literal["auto", "x", "y", "z"] | None,
+    Form(description=AUTO_UP_HELP),
 ]
 Labels = Annotated[str | None, Form(max_length=8192, description="comma-separated labels (default: the categories)")]
 
@@ -401,14 +401,16 @@ def _classify(
     up: str | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
+    up = classify_up(ext, up)
     with tempfile.TemporaryDirectory(prefix="daer-upload-") as tmp:
         path = Path(tmp) / f"upload{ext}"
         path.write_bytes(data)
-        points = reader.read(path, ext, be.n_points, max_upload, up)
-    ranked = be.classify(points, labels)
+        points = reader.read(path, ext, be.n_points, max_upload, "z" if up == AUTO_UP else up)
+    up, ranked = be.classify(points, labels, up)
     return {
         "filename": filename[:200],
         "format": ext[1:],
+        "up": up,
         "n_points": int(points.shape[0]),
         "labels": ranked,
         "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),

@@ -17,7 +17,7 @@ import numpy as np
 
 from daer.errors import IntegrityError
 from daer.models.model import DaerModel, Explanation
-from daer.models.zeroshot import classify_points
+from daer.models.zeroshot import classify_read
 from daer.serve.shapes import ShapeStore
 
 
@@ -38,7 +38,7 @@ class SearchBackend(Protocol):
     def shape(self, shape_id: str) -> dict[str, Any] | None: ...
     def points(self, shape_id: str) -> np.ndarray | None: ...
     def explain(self, query: str, shape_id: str) -> Explanation | None: ...
-    def classify(self, points: np.ndarray, labels: list[str] | None) -> list[dict[str, Any]]: ...
+    def classify(self, points: np.ndarray, labels: list[str] | None, up: str) -> tuple[str, list[dict[str, Any]]]: ...
     def health(self) -> dict[str, Any]: ...
 
 
@@ -113,10 +113,11 @@ class LibraryBackend:
                 self._explained.popitem(last=False)
         return exp
 
-    def classify(self, points: np.ndarray, labels: list[str] | None) -> list[dict[str, Any]]:
-        """Labels ranked for one shape (the data set's categories when ``labels`` is None)."""
+    def classify(self, points: np.ndarray, labels: list[str] | None, up: str) -> tuple[str, list[dict[str, Any]]]:
+        """(up axis, labels ranked) for one shape read with ``up`` ("auto": in the file's own axes); the data
+        set's categories when ``labels`` is None."""
         with self._heavy_lock:
-            return classify_points(self.heavy_model, points, labels or self.labels)
+            return classify_read(self.heavy_model, points, labels or self.labels, up)
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports beyond ``status``."""

@@ -59,6 +59,7 @@ class Prediction(BaseModel):
 class ClassifyResponse(BaseModel):
     filename: str
     format: str = Field(description="the format the upload's bytes were read as")
+    up: str = Field(description="the axis read as up: the one asked for, or the one auto chose")
     n_points: int
     labels: list[Prediction] = Field(description="every label, best first")
     latency_ms: float

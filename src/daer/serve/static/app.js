@@ -133,16 +133,19 @@ async function classify(ev) {
   ev.preventDefault();
   const out = $("classify-out");
   out.replaceChildren();
+  $("classify-up").textContent = "";
   const file = $("file").files[0];
   if (!file) { out.append(el("li", { class: "error" }, "choose a file first")); return; }
   const form = new FormData();
   form.append("file", file);
   if ($("labels").value.trim()) form.append("labels", $("labels").value);
+  if ($("up").value) form.append("up", $("up").value);
   try {
     const body = await getJSON("/api/classify", { method: "POST", body: form });
     for (const p of body.labels.slice(0, 5)) {
       out.append(el("li", {}, el("strong", {}, p.label), ` p ${p.prob.toFixed(3)} (score ${p.score.toFixed(3)})`));
     }
+    $("classify-up").textContent = `read with ${body.up} up`;
   } catch (e) {
     out.append(el("li", { class: "error" }, e.message));
   }

@@ -35,6 +35,7 @@ BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false", "--s
 HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
 # any part on half of the shapes; a view without a part its category needs is contrasted within its category
 OPTIONAL = ["--set", "part_drop=0.5", "--set", "part_drop_optional=true"]  # the default part drop
+DATA_100K = ["--data", "runs/synth-100000", "--n", "100000"]  # bench_train's folder for 100,000 shapes
 DROP_WITHIN = ["--set", "part_drop=0.5", "--set", "part_drop_absent=true", "--set", "part_drop_within=true"]
 
 # name -> (what it changes, bench_train arguments)
@@ -90,6 +91,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "noise_0.05": ("drop_optional_0.5 + Gaussian noise (std 0.05) on the text features before projection: the "
                    "default",
                    [*HAF, *OPTIONAL, "--set", "text_noise=0.05"]),
+    "noise_0.05_100k": ("noise_0.05 trained on 100,000 shapes instead of 20,000: the same 116 training "
+                        "combinations, five times the shapes of each",
+                        [*HAF, *OPTIONAL, "--set", "text_noise=0.05", *DATA_100K]),
+    "global_noise_0.05_100k": ("global_noise_0.05 trained on 100,000 shapes",
+                               ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05", *DATA_100K]),
     "global": ("global baseline (same encoders, 4 swaps on the global score)", ["--modes", "global"]),
     "global_drop_0.25": ("global + part drop on a quarter of the shapes",
                          ["--modes", "global", "--set", "part_drop=0.25"]),

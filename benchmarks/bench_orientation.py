@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     from daer.data.mesh_io import UP_ROTATIONS
     from daer.data.shards import iter_records
     from daer.models.model import load_model
-    from daer.models.packaged import packaged_checkpoint
+    from daer.models.packaged import resolve_checkpoint
     from daer.models.zeroshot import classify_points, classify_upright
     from daer.utils.threads import configure_threads
 
     threads = configure_threads(args.threads)
-    ckpt = args.ckpt or packaged_checkpoint()
+    ckpt = resolve_checkpoint(args.ckpt)
     model = load_model(ckpt)
     records = []
     for rec in iter_records(args.data, args.split, columns=["points", "category"]):

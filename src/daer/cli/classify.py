@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from daer.data.mesh_io import AUTO_UP, classify_up, load_points
+    from daer.data.mesh_io import AUTO_UP, classify_up, load_points, read_up
     from daer.errors import BadInputError
     from daer.models.model import load_model
     from daer.models.packaged import resolve_checkpoint
@@ -21,8 +21,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise BadInputError(f"--labels needs distinct non-empty names, got {args.labels!r}")
     model = load_model(resolve_checkpoint(args.ckpt))
     up = classify_up(Path(args.file).suffix, args.up)
-    points, _ = load_points(args.file, n_points=model.config.n_points, up="z" if up == AUTO_UP else up)
     auto = up == AUTO_UP
+    points, _ = load_points(args.file, n_points=model.config.n_points, up=read_up(up))
     up, ranked = classify_read(model, points, labels, up)
     ranked = ranked[: max(1, args.top)]
     if args.json:
@@ -44,5 +44,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", default=None, help="comma-separated labels (default: the 19 Align3D-Synth categories)")
     p.add_argument("--up", choices=[AUTO_UP, *sorted(UP_ROTATIONS)], default=None, help=AUTO_UP_HELP)
     p.add_argument("--top", type=int, default=5, help="how many labels to print (default 5)")
-    p.add_argument("--json", action="store_true", help="print {file, labels: [{label, score, prob}]} as JSON")
+    p.add_argument("--json", action="store_true", help="print {file, up, labels: [{label, score, prob}]} as JSON")
     p.set_defaults(func=cmd_classify)

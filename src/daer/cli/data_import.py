@@ -24,6 +24,7 @@ def parse_bytes(text: str) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from daer.data.formats import FORMATS
     from daer.data.importer import import_format, import_meshes
+    from daer.data.mesh_io import AUTO_UP
 
     common = {
         "n_points": args.points,
@@ -35,7 +36,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.format is not None:
         if args.source is None or args.meshes is not None:
             raise BadInputError(f"--format {args.format} takes --source PATH (not --meshes)")
-        if args.up == "auto":
+        if args.up == AUTO_UP:
             raise BadInputError(f"--format {args.format} has a known up axis; --up x, y or z overrides it, not auto")
         summary = import_format(
             args.format,
@@ -55,7 +56,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         from daer.data.mesh_io import load_points
 
-        up = _vote_up(args, common) if args.up == "auto" else args.up
+        up = _vote_up(args, common) if args.up == AUTO_UP else args.up
         loader = load_points if up is None else partial(load_points, up=up)  # picklable for the workers
         summary = import_meshes(
             args.meshes, args.captions, args.out, timeout=args.timeout, workers=args.workers, loader=loader, **common
@@ -118,7 +119,7 @@ def _vote_up(args: argparse.Namespace, common: dict) -> str:
 def add_parser(data_sub: argparse._SubParsersAction) -> None:
     """Add ``import`` to the ``daer data`` subcommands."""
     from daer.data.formats import FORMATS
-    from daer.data.mesh_io import DEFAULT_MAX_BYTES, UP_HELP, UP_ROTATIONS
+    from daer.data.mesh_io import AUTO_UP, DEFAULT_MAX_BYTES, UP_HELP, UP_ROTATIONS
 
     p = data_sub.add_parser(
         "import",
@@ -141,9 +142,10 @@ def add_parser(data_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
     p.add_argument(
         "--up",
-        choices=["auto", *sorted(UP_ROTATIONS)],
+        choices=[AUTO_UP, *sorted(UP_ROTATIONS)],
         default=None,
-        help=UP_HELP + "; auto: the axis most of 64 sampled files score their caption best with, by --ckpt",
+        help=f"{UP_HELP}; auto: the axis most of {AUTO_UP_SAMPLE} sampled files score their caption best "
+        "with, by --ckpt",
     )
     p.add_argument("--ckpt", default=None, help="the model --up auto asks (default: the packaged model)")
     p.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")

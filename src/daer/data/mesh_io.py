@@ -44,7 +44,7 @@ UP_HELP = (
     "the file's up axis (default: y for glTF/GLB, as their specification says, and for the modelnet40-h5, "
     "scanobjectnn-h5 and text2shape formats; z otherwise)"
 )
-AUTO_UP = "auto"  # classification only: try each axis as up (daer.models.zeroshot.classify_upright)
+AUTO_UP = "auto"  # ask the model: each axis tried as up (daer.models.zeroshot.classify_upright, vote_up)
 AUTO_UP_HELP = (
     "the file's up axis; auto (the default, except for glTF/GLB, which are y up by their specification) "
     "tries x, y and z and keeps the turn whose best label scores highest"
@@ -171,6 +171,11 @@ def classify_up(ext: str, up: str | None = None) -> str:
     if up is None:
         return "y" if ext.lower() in Y_UP_EXTS else AUTO_UP
     return up if up == AUTO_UP else up_axis(ext, up)
+
+
+def read_up(up: str) -> str:
+    """The axis to read a file with for a classification axis ``up``: for auto, the file's own axes (z)."""
+    return "z" if up == AUTO_UP else up
 
 
 def _describe(e: Exception) -> str:

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daer import __version__
-from daer.data.mesh_io import AUTO_UP, AUTO_UP_HELP, MeshLimits, classify_up
+from daer.data.mesh_io import AUTO_UP_HELP, MeshLimits, classify_up, read_up
 from daer.errors import BadInputError, DaerError, IntegrityError
 from daer.serve.backend import SearchBackend
 from daer.serve.cache import RenderCache
@@ -405,7 +405,7 @@ def _classify(
     with tempfile.TemporaryDirectory(prefix="daer-upload-") as tmp:
         path = Path(tmp) / f"upload{ext}"
         path.write_bytes(data)
-        points = reader.read(path, ext, be.n_points, max_upload, "z" if up == AUTO_UP else up)
+        points = reader.read(path, ext, be.n_points, max_upload, read_up(up))
     up, ranked = be.classify(points, labels, up)
     return {
         "filename": filename[:200],

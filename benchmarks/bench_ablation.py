@@ -131,6 +131,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "stretch_0.15": ("noise_0.05 + each axis of a training shape scaled by its own factor in [0.85, 1.15], so a "
                      "part's absolute size stops telling which combination it came in",
                      [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "stretch=0.15"]),
+    "swap_fine_only": ("noise_0.05, but the attribute-swap loss trains HAF's fine path only (swap_global=false): "
+                       "the global score stops learning which values go together",
+                       [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "swap_global=false"]),
     "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",

@@ -9,6 +9,14 @@ batch, then the test split is evaluated (the same test subset for every method).
 checkpoint as trained (its policy from training, DAP during training included if it ran). The gradient
 fit spends its budget as optimiser steps on the relaxed policy (one reward evaluation at the end).
 A second table follows the best validation reward against the number of reward evaluations.
+
+``--carry-over RUN`` measures instead what carrying the MCTS tree from one calibration to the next buys
+(``dap_reuse``, :class:`daer.train.dap.SearchMemory`): the run's checkpoints are walked in order, as DAP
+would meet them during training, and at each one a fresh MCTS, a carried-over MCTS (decay 0.5) and random
+search calibrate at the same budget, each starting from the policy it chose at the previous checkpoint
+(the weights are the checkpoint's: trained without DAP, so this is the search problem DAP meets, not the
+training trajectory it would shape). Reported: the validation reward reached per checkpoint, its mean,
+and the test metrics at the last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ import time
 from benchmarks.report import git_sha, machine_line, publish
 from daer.eval.evaluate import evaluate
 from daer.models.model import load_model
-from daer.train.calibrate import build_cache, calibrate_model, current_policy, validation_batch
-from daer.train.dap import search_policy
+from daer.train.calibrate import apply_policy, build_cache, calibrate_model, current_policy, validation_batch
+from daer.train.checkpoint import list_checkpoints
+from daer.train.dap import Policy, SearchMemory, search_policy
 
 METHODS = ("static", "mcts", "random", "coordinate", "gradient")
 KEYS = ("attr_acc", "zeroshot_top1", "t2s_r1", "spec_p10", "grounding")
@@ -65,11 +74,6 @@ def traces(args: argparse.Namespace, seed: int, batch: object) -> dict[str, list
 
 def _marks(budget: int) -> list[int]:
     return sorted({1, 4, 16, 64, budget} | {b for b in (256,) if b <= budget})
-
-
-def _mean_std(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
 def markdown(args: argparse.Namespace, rows: list[dict], curves: list[dict], wall: float) -> str:
@@ -125,9 +129,75 @@ def markdown(args: argparse.Namespace, rows: list[dict], curves: list[dict], wal
     return "\n".join(lines)
 
 
+CARRY_METHODS = ("mcts", "mcts_carried", "random")
+
+
+def carry_over(args: argparse.Namespace) -> str:
+    """The ``--carry-over`` section: fresh vs carried-over MCTS vs random along a run's checkpoints."""
+    start = time.perf_counter()
+    checkpoints = list_checkpoints(args.carry_over)
+    if len(checkpoints) < 2:
+        raise SystemExit(
+            f"--carry-over needs a run with at least 2 checkpoints, {args.carry_over} has {len(checkpoints)}"
+        )
+    reward: dict[tuple[str, int], list[list[float]]] = {}  # (method, budget) -> per seed, per checkpoint
+    last: dict[tuple[str, int], list[dict]] = {}
+    for budget in args.sims:
+        for seed in range(args.seeds):
+            batch = validation_batch(args.data, size=args.val_size, seed=seed)
+            for method in CARRY_METHODS:
+                memory = SearchMemory(decay=0.5) if method == "mcts_carried" else None
+                policy: Policy | None = None
+                rewards = []
+                for i, (step, folder) in enumerate(checkpoints):
+                    model = load_model(folder)
+                    if policy is not None:
+                        apply_policy(model, policy)  # what DAP chose at the previous checkpoint
+                    cal = calibrate_model(model, batch, simulations=budget, method=method.removesuffix("_carried"),
+                                          alpha=args.alpha, seed=seed * 1000 + i, memory=memory)  # fmt: skip
+                    policy = cal.policy
+                    rewards.append(cal.best_reward)
+                    print(json.dumps({"method": method, "budget": budget, "seed": seed, "step": step,
+                                      "reward": cal.best_reward, "applied": cal.applied}), flush=True)  # fmt: skip
+                reward.setdefault((method, budget), []).append(rewards)
+                metrics = evaluate(model, args.data, split="test", max_shapes=args.max_shapes, seed=0)
+                last.setdefault((method, budget), []).append({k: metrics[k] for k in KEYS})
+    steps = [s for s, _ in checkpoints]
+    lines = [
+        f"## {args.title}",
+        "",
+        f"Command: `python -m benchmarks.bench_dap --carry-over {args.carry_over} --data {args.data} "
+        f"--seeds {args.seeds} --sims {' '.join(map(str, args.sims))} --max-shapes {args.max_shapes} "
+        f"--val-size {args.val_size} --section {args.section} --title '{args.title}'` (git {git_sha()})",
+        f"Machine: {machine_line()}. Total {(time.perf_counter() - start) / 60:.1f} min.",
+        f"Checkpoints at steps {', '.join(map(str, steps))}, walked in order; at each, every method calibrates "
+        f"with the budget on a seeded validation batch of {args.val_size} shapes (reward α={args.alpha}) from the "
+        f"policy it chose at the previous one; mcts_carried keeps its tree (statistics × 0.5, its 4 best "
+        f"assignments evaluated again first, space anchored at the first policy). Mean over {args.seeds} seeds; "
+        f"test metrics on {args.max_shapes} test shapes at the last checkpoint.",
+        "",
+        "| method | budget | "
+        + " | ".join(f"reward @ {s}" for s in steps)
+        + " | mean reward | "
+        + " | ".join(KEYS)
+        + " |",
+        "|---|---:|" + "---:|" * (len(steps) + 1 + len(KEYS)),
+    ]
+    for budget in args.sims:
+        for method in CARRY_METHODS:
+            per = reward[method, budget]
+            cols = [statistics.mean(r[i] for r in per) for i in range(len(steps))]
+            tests = [_mean_std([m[k] for m in last[method, budget]]) for k in KEYS]
+            lines.append(f"| {method} | {budget} | " + " | ".join(f"{v:.4f}" for v in cols)
+                         + f" | {statistics.mean(cols):.4f} | " + " | ".join(tests) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, help="trained haf-mode run folder")
+    parser.add_argument("--ckpt", help="trained haf-mode run folder")
+    parser.add_argument("--carry-over", metavar="RUN", help="a haf run with several checkpoints: measure "
+                        "carrying the MCTS tree from one calibration to the next instead")  # fmt: skip
     parser.add_argument("--data", required=True, help="data set folder (val and test splits)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sims", type=int, nargs="+", default=[16, 64, 256])
@@ -138,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--section", default="dap_ablation", help="RESULTS.md section (one per checkpoint)")
     parser.add_argument("--title", default="DAP ablation: policy search methods at the same budget")
     args = parser.parse_args(argv)
+    if args.carry_over:
+        publish(args.section, carry_over(args), write=not args.no_write)
+        return
+    if not args.ckpt:
+        parser.error("--ckpt (or --carry-over) is required")
     start = time.perf_counter()
     rows, curves = [], []
     static = None

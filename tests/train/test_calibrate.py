@@ -126,6 +126,32 @@ def test_training_calibrates_every_k_steps_and_logs(tmp_path: Path, synth: Path)
     assert sum(e.get("event") == "dap" for e in events) == 2
 
 
+def test_carried_over_dap_trees_resume_exactly(tmp_path: Path, synth: Path) -> None:
+    """dap_reuse: the tree travels in the checkpoint; a run killed at step 5 and resumed from step 4
+    calibrates at step 6 exactly as the straight run does (a tree not restored would search afresh)."""
+
+    class Kill:
+        def on_step_end(self, step: int, trainer: object) -> None:
+            if step == 5:
+                raise KeyboardInterrupt
+
+    def run(out: Path, resume: bool = False, callbacks: list | None = None) -> list[dict]:
+        cfg = TrainConfig(
+            data=str(synth), out=str(out), config="tiny", steps=6, batch_size=8, dap=True, dap_every=2,
+            dap_sims=12, dap_reuse=0.5, ckpt_every=2, progress=False, resume=resume,
+        )  # fmt: skip
+        train(cfg, callbacks=callbacks)
+        entries = [json.loads(line) for line in (out / DAP_LOG).read_text().splitlines()]
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in entries]
+
+    straight = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", callbacks=[Kill()])
+    assert run(tmp_path / "b", resume=True) == straight
+    assert [e["step"] for e in straight] == [2, 4, 6]
+    assert straight[1]["policy_before"] == straight[0]["policy"]
+
+
 def test_calibrate_cli_updates_the_checkpoint_and_refuses_damage(tmp_path: Path, synth: Path, capsys) -> None:
     from daer.cli import main
     from daer.models.model import load_model

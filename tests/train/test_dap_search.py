@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +14,7 @@ from daer.train.dap import (
     FACTORS,
     Policy,
     ScoreCache,
+    SearchMemory,
     decode,
     fused_scores,
     identity_assignment,
@@ -122,3 +127,25 @@ def test_gradient_fit_reaches_the_best_policy_of_the_whole_grid(seed: int) -> No
     assert calibration.applied and calibration.best_reward >= reference.best_reward
     assert result.rewards[-1] < result.rewards[0]  # the surrogate loss went down
     assert calibration.policy.tau[0] <= base.tau[0]  # level 0 carries the signal: not flattened
+
+
+def test_search_memory_keeps_its_anchor_carries_the_tree_and_resumes_exactly() -> None:
+    base = _base()
+    memory = SearchMemory(decay=0.5)
+    anchor = memory.base(base)
+    first, _ = search_policy(_cache(seed=0), anchor, simulations=64, method="mcts", seed=0, memory=memory)
+    assert first.applied and first.policy == decode(anchor, memory.current)
+    held = Policy(**{k: v for k, v in asdict(first.policy).items()})  # the model now holds the chosen policy
+    held.tau = [float(np.float32(t)) for t in held.tau]  # as read back from its float32 buffers
+    assert memory.base(held) is anchor  # the policy it chose: same anchor, so the same space
+    saved = SearchMemory()
+    saved.load_state_dict(json.loads(json.dumps(memory.state_dict())))
+    second, result = search_policy(_cache(seed=1), anchor, simulations=16, method="mcts", seed=1, memory=memory)
+    again, result_again = search_policy(_cache(seed=1), saved.base(held), simulations=16, method="mcts", seed=1,
+                                        memory=saved)  # fmt: skip
+    assert result.rewards == result_again.rewards and second.policy == again.policy
+    assert second.policy_before == first.policy and result.evaluations <= 16
+    foreign = Policy(tau=[2.0, 1.0], level_weight=[0.5, 0.5], mix=0.5)
+    assert memory.base(foreign) is foreign and memory.tree is None  # a policy it did not choose: afresh
+    with pytest.raises(ValueError, match="mcts method only"):
+        search_policy(_cache(seed=1), foreign, simulations=4, method="random", memory=memory)

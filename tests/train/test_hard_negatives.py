@@ -99,8 +99,9 @@ def test_pick_is_seeded_and_foreign_shapes_have_none(records):
     assert swaps.pick(0, "a caption it never had", np.random.default_rng(0)) == []
 
 
-@pytest.mark.parametrize("mode", ["global", "haf"])
-def test_swap_loss_against_a_direct_computation(mode):
+@pytest.mark.parametrize(("mode", "global_weight"), [("global", 1.0), ("haf", 1.0), ("haf", 0.0)])
+def test_swap_loss_against_a_direct_computation(mode, global_weight):
+    """global_weight 0 (TrainConfig.swap_global off): only the fine term is left."""
     torch.manual_seed(0)
     model = create_model("tiny", mode=mode)
     pts = torch.randn(4, 256, 3)
@@ -111,13 +112,13 @@ def test_swap_loss_against_a_direct_computation(mode):
     owner = torch.tensor([0, 1, 0])  # row 0 has two negatives, row 3 one: a 3-way and a 2-way choice
     rows = torch.tensor([0, 3])
     scale, fine_scale = torch.tensor(10.0, requires_grad=True), torch.tensor(7.0)
-    got = swap_loss(model, text, negatives, owner, shapes, rows, scale, "levels", 0.5, fine_scale)
+    got = swap_loss(model, text, negatives, owner, shapes, rows, scale, "levels", 0.5, fine_scale, global_weight)
     want = 0.0
     for h, r in enumerate(rows.tolist()):
         s = shapes.global_[r]
         negs = [m for m, o in enumerate(owner.tolist()) if o == h]
         g = torch.stack([s @ text.global_[r]] + [s @ negatives.global_[m] for m in negs])
-        want = want - torch.log_softmax(scale * g, 0)[0] / 2
+        want = want - global_weight * torch.log_softmax(scale * g, 0)[0] / 2
         if mode == "haf":
             one = shapes.select(slice(r, r + 1))
             lp = model.haf.paired_level_scores(text.select([r]), one)[0]  # (L,)
@@ -126,8 +127,9 @@ def test_swap_loss_against_a_direct_computation(mode):
             want = want - 0.5 * torch.log_softmax(fine_scale * f, 0)[0].mean() / 2
     assert got.item() == pytest.approx(float(want.detach()), rel=1e-5)
     got.backward()
-    assert model.points.global_proj.weight.grad is not None
-    assert scale.grad is not None and torch.isfinite(scale.grad)  # padding never leaks a NaN into the scale
+    assert (model.points.global_proj.weight.grad is not None) == (global_weight > 0)
+    if global_weight > 0:
+        assert scale.grad is not None and torch.isfinite(scale.grad)  # padding never leaks a NaN into the scale
 
 
 def test_trainer_adds_the_term_on_synth_data(tmp_path):

@@ -42,6 +42,7 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--dap-sims", "dap_sims", int, "MCTS simulations per DAP calibration (default 64)"),
     ("--time-budget-s", "time_budget_s", float, "stop after this many seconds of training; the schedule follows"),
     ("--dap-alpha", "dap_alpha", float, "DAP reward weight of the loss drop vs recall/accuracy (default 0.5)"),
+    ("--dap-reuse", "dap_reuse", float, "carry each DAP tree over to the next calibration, statistics x this (0: off)"),
 ]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from daer.errors import BadInputError, DaerError
-from daer.train.dap import FACTORS, Calibration, Policy, ScoreCache, search_policy
+from daer.train.dap import FACTORS, Calibration, Policy, ScoreCache, SearchMemory, search_policy
 
 
 @dataclass
@@ -159,15 +159,17 @@ def calibrate_model(
     method: str = "mcts",
     alpha: float = 0.5,
     seed: int = 0,
+    memory: SearchMemory | None = None,
 ) -> Calibration:
     """Search the HAF policy on a validation batch and apply the best one found (if it beats the current).
 
+    With ``memory`` the MCTS tree of the previous calibration is carried over (:class:`SearchMemory`).
     The reported seconds include encoding the batch and caching its scores.
     """
     start = time.perf_counter()
-    base = current_policy(model)
+    base = current_policy(model) if memory is None else memory.base(current_policy(model))
     cache = build_cache(model, batch, base)
-    calibration, _ = search_policy(cache, base, simulations, method=method, alpha=alpha, seed=seed)
+    calibration, _ = search_policy(cache, base, simulations, method=method, alpha=alpha, seed=seed, memory=memory)
     calibration.seconds = time.perf_counter() - start
     if calibration.applied:
         apply_policy(model, calibration.policy)

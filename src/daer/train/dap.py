@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from daer.train.mcts import Assignment, SearchResult
+from daer.train.mcts import Assignment, SearchResult, UCTSearch
 from daer.train.policy_search import coordinate_ascent, mcts_search, random_search
 
 FACTORS: tuple[float, ...] = (0.5, 0.8, 1.0, 1.25, 2.0)
@@ -84,6 +84,48 @@ class Calibration:
     def to_json(self) -> dict:
         """A JSON-ready dict (policies as nested dicts)."""
         return asdict(self)
+
+
+@dataclass
+class SearchMemory:
+    """MCTS statistics carried from one calibration to the next (``search_policy(..., memory=...)``).
+
+    The space is anchored at the policy of the first calibration, so an assignment names the same policy
+    in every calibration and what the tree learnt about it stays meaningful (with a space relative to the
+    current policy, "τ_2 × 1.25" would mean another τ after every applied change). Each calibration
+    scales visits and reward totals by ``decay`` (the model has trained since) and re-evaluates what it
+    visits. The policy can then move at most by the factors' range around the anchor.
+    """
+
+    decay: float = 0.5
+    anchor: Policy | None = None
+    current: Assignment | None = None  # the assignment whose policy the model holds
+    tree: dict | None = None  # UCTSearch.state_dict() of the last calibration
+
+    def base(self, policy: Policy) -> Policy:
+        """The anchor for a model holding ``policy``; a policy this memory did not choose starts it afresh."""
+        if self.anchor is None or self.current is None or not _close(decode(self.anchor, self.current), policy):
+            self.anchor, self.current, self.tree = policy, identity_assignment(len(policy.tau)), None
+        return self.anchor
+
+    def state_dict(self) -> dict:
+        """JSON-ready state (checkpointed with the trainer)."""
+        anchor = asdict(self.anchor) if self.anchor is not None else None
+        current = list(self.current) if self.current is not None else None
+        return {"decay": self.decay, "anchor": anchor, "current": current, "tree": self.tree}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = float(state["decay"])
+        self.anchor = Policy(**state["anchor"]) if state.get("anchor") else None
+        self.current = tuple(int(a) for a in state["current"]) if state.get("current") else None
+        self.tree = state.get("tree")
+
+
+def _close(a: Policy, b: Policy, rel: float = 1e-5) -> bool:
+    """Equal up to float32 rounding (a policy makes a round trip through the model's buffers)."""
+    x = [*a.tau, *a.level_weight, a.mix]
+    y = [*b.tau, *b.level_weight, b.mix]
+    return len(x) == len(y) and all(abs(u - v) <= rel * max(abs(u), abs(v), 1e-6) for u, v in zip(x, y, strict=True))
 
 
 def decode(base: Policy, assignment: Assignment, factors: Sequence[float] = FACTORS) -> Policy:
@@ -230,13 +272,22 @@ def search_policy(
     method: str = "mcts",
     alpha: float = 0.5,
     seed: int = 0,
+    memory: SearchMemory | None = None,
 ) -> tuple[Calibration, SearchResult]:
-    """Search the policy space around ``base`` with ``simulations`` reward evaluations."""
+    """Search the policy space around ``base`` with ``simulations`` reward evaluations.
+
+    With ``memory`` (MCTS only), ``base`` must be ``memory.base(policy held by the model)`` and the cache
+    built for it: the tree of the previous calibration is carried over, and the memory records the result.
+    """
     start = time.perf_counter()
     reward = make_reward(cache, base, alpha)
     n = len(base.tau)
     sizes = [len(FACTORS)] * (2 * n + 1)
     identity = identity_assignment(n)
+    if memory is not None:
+        if method != "mcts":
+            raise ValueError(f"statistics are carried over by the mcts method only, not {method!r}")
+        return _remembered_calibration(cache, base, simulations, alpha, seed, memory, start)
     if method == "gradient":
         return _gradient_calibration(cache, base, simulations, alpha, start)
     if method == "mcts":
@@ -258,6 +309,38 @@ def search_policy(
         best_reward=max(result.best_reward, before),
         policy_before=base,
         policy=chosen,
+        applied=applied,
+        seconds=time.perf_counter() - start,
+    )
+    return calibration, result
+
+
+def _remembered_calibration(
+    cache: ScoreCache, anchor: Policy, simulations: int, alpha: float, seed: int, memory: SearchMemory, start: float
+) -> tuple[Calibration, SearchResult]:
+    """``search_policy`` with a carried-over tree (see :class:`SearchMemory`)."""
+    if memory.anchor is not anchor or memory.current is None:
+        raise ValueError("search_policy(memory=...) needs base=memory.base(policy held by the model)")
+    reward = make_reward(cache, anchor, alpha)
+    tree = UCTSearch([len(FACTORS)] * (2 * len(anchor.tau) + 1), reward, seed=seed)
+    if memory.tree is not None:
+        tree.load_state_dict(memory.tree)
+        tree.carry_over(reward, memory.decay)
+    result = tree.run(simulations)
+    before = reward(memory.current)
+    policy_before = decode(anchor, memory.current)
+    applied = result.best_reward > before
+    if applied:
+        memory.current = result.best
+    memory.tree = tree.state_dict()
+    calibration = Calibration(
+        method="mcts",
+        simulations=result.simulations,
+        evaluations=result.evaluations,
+        reward_before=before,
+        best_reward=max(result.best_reward, before),
+        policy_before=policy_before,
+        policy=decode(anchor, memory.current),
         applied=applied,
         seconds=time.perf_counter() - start,
     )

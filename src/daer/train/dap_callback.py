@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from daer.train.calibrate import ValidationBatch, calibrate_model, log_calibration, summary_line, validation_batch
+from daer.train.dap import SearchMemory
 
 DAP_LOG = "dap_log.jsonl"
 
@@ -13,7 +14,8 @@ class DAPCallback:
     """Trainer callback: calibrates every ``every`` steps with ``simulations`` MCTS simulations.
 
     Every rank runs the same deterministic search on the same batch with the same weights, so the
-    policy stays identical across ranks without communication.
+    policy stays identical across ranks without communication. With ``reuse`` in (0, 1], each calibration
+    carries the previous one's tree over, its statistics scaled by ``reuse`` (:class:`SearchMemory`).
     """
 
     def __init__(
@@ -24,7 +26,10 @@ class DAPCallback:
         alpha: float = 0.5,
         batch_size: int = 256,
         seed: int = 0,
+        reuse: float = 0.0,
     ) -> None:
+        if not 0.0 <= reuse <= 1.0:
+            raise ValueError(f"reuse must lie in [0, 1] (0: a fresh tree every calibration), got {reuse}")
         self.data_dir = data_dir
         self.every = every
         self.simulations = simulations
@@ -34,6 +39,7 @@ class DAPCallback:
         self.calibrations = 0
         self.seconds = 0.0
         self._batch: ValidationBatch | None = None
+        self.memory = SearchMemory(decay=reuse) if reuse > 0 else None
 
     def on_step_end(self, step: int, trainer: Any) -> None:
         """Calibrate when ``step`` is a multiple of ``every``."""
@@ -47,6 +53,7 @@ class DAPCallback:
             simulations=self.simulations,
             alpha=self.alpha,
             seed=self.seed + self.calibrations,
+            memory=self.memory,
         )
         self.calibrations += 1
         self.seconds += calibration.seconds
@@ -57,8 +64,13 @@ class DAPCallback:
 
     def state_dict(self) -> dict[str, Any]:
         """Counters kept in the checkpoint (the policy itself lives in the model's buffers)."""
-        return {"calibrations": self.calibrations, "seconds": self.seconds}
+        state = {"calibrations": self.calibrations, "seconds": self.seconds}
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.calibrations = int(state.get("calibrations", 0))
         self.seconds = float(state.get("seconds", 0.0))
+        if self.memory is not None and state.get("memory"):
+            self.memory.load_state_dict(state["memory"])

@@ -137,6 +137,7 @@ def swap_loss(
     fine_loss: str = "levels",
     fine_weight: float = 1.0,
     fine_logit_scale: torch.Tensor | None = None,
+    global_weight: float = 1.0,
 ) -> torch.Tensor:
     """Each shape picks its caption over all of its swapped captions: a (1 + K)-way cross-entropy per shape.
 
@@ -148,6 +149,7 @@ def swap_loss(
         rows: (H,) the batch rows that have negatives.
         logit_scale: the contrastive multiplier; ``fine_logit_scale`` the fine one (``logit_scale`` when None).
         fine_loss, fine_weight: as for the in-batch loss (per HAF level, or on the fused fine score).
+        global_weight: weight of the term on the global score (0: only the fine path learns from swaps).
     """
     h, m = len(rows), len(owner)
     counts = torch.bincount(owner, minlength=h)  # (H,) negatives per row
@@ -169,11 +171,13 @@ def swap_loss(
         return (scale * out).masked_fill(~mask, float("-inf"))
 
     pos, sub = text.select(rows), shapes.select(rows)
-    s = F.normalize(sub.global_.float(), dim=-1)  # (H, D)
-    pos_g = (s * pos.global_.float()).sum(-1)  # (H,)
-    neg_g = (s[owner] * negatives.global_.float()).sum(-1)  # (M,)
-    target = torch.zeros(h, dtype=torch.long, device=pos_g.device)
-    loss = F.cross_entropy(logits(logit_scale, pos_g, neg_g), target)
+    target = torch.zeros(h, dtype=torch.long, device=owner.device)
+    loss = torch.zeros((), device=owner.device)
+    if global_weight > 0:
+        s = F.normalize(sub.global_.float(), dim=-1)  # (H, D)
+        pos_g = (s * pos.global_.float()).sum(-1)  # (H,)
+        neg_g = (s[owner] * negatives.global_.float()).sum(-1)  # (M,)
+        loss = global_weight * F.cross_entropy(logits(logit_scale, pos_g, neg_g), target)
     haf = getattr(model, "haf", None)
     if haf is not None and fine_weight > 0:
         lp = haf.paired_level_scores(pos, sub)  # (H, L)

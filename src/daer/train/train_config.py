@@ -16,7 +16,7 @@ TRAIN_CONFIG = "train_config.json"
 # Fields that may change when a run is resumed; every other field defines the run.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"steps", "resume", "ckpt_every", "keep_checkpoints", "log_every", "progress", "workers", "dap", "dap_every",
-     "dap_sims", "dap_alpha", "device", "time_budget_s"}
+     "dap_sims", "dap_alpha", "dap_reuse", "device", "time_budget_s"}
 )  # fmt: skip
 
 # Fields added after runs existed, with the value that reproduces a run whose saved config lacks them
@@ -50,6 +50,7 @@ class TrainConfig:
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
     swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
     swap_scope: str = "train"  # which swaps: "train" (full combination trained), "stated", "free" (any value)
+    swap_global: bool = True  # the swap loss also trains the global score (False: the fine path only, haf mode)
     ground_swaps: bool = False  # also ground the words of attribute-swap captions (a word looks at what it names)
     ground_weight: float = 0.5  # grounding loss on part-labelled shapes (haf mode; 0: off); 0.3 and 1 screened
     part_weight: float = 0.0  # part read-out loss: a named word matches its labelled part's local values (haf)
@@ -78,6 +79,7 @@ class TrainConfig:
     dap_every: int = 500  # steps between DAP calibrations
     dap_sims: int = 64  # MCTS simulations per calibration
     dap_alpha: float = 0.5  # DAP reward: alpha * loss drop + (1 - alpha) * mean(R@1 t2s, R@1 s2t, zero-shot)
+    dap_reuse: float = 0.0  # > 0: each calibration carries the last one's MCTS tree over, statistics x this
     text_prefill: bool = True  # encode every training caption once, batched, before step 1 (fills the cache)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra ModelConfig fields
 
@@ -100,6 +102,8 @@ class TrainConfig:
         for name in ("warmup_steps", "workers", "batch_categories"):
             if int(getattr(self, name)) < 0:
                 raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.swap_global and self.mode != "haf":
+            raise BadInputError("swap_global=false leaves the swap loss to HAF's fine path: it needs mode haf")
         if self.swap_scope not in ("train", "stated", "free"):
             raise BadInputError(f"swap_scope must be 'train', 'stated' or 'free', got {self.swap_scope!r}")
         if self.fine_loss not in ("levels", "fused"):
@@ -123,6 +127,8 @@ class TrainConfig:
         for name in ("part_drop", "part_swap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise BadInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.dap_reuse <= 1.0:
+            raise BadInputError(f"dap_reuse must be in [0, 1] (0: a fresh tree per calibration), got {self.dap_reuse}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

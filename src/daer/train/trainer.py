@@ -323,6 +323,7 @@ class Trainer:
             self.cfg.fine_loss,
             self.cfg.fine_weight,
             self.model.fine_logit_scale_value(),
+            global_weight=1.0 if self.cfg.swap_global else 0.0,
         )
         batch_rows = torch.tensor(rows, device=self.device)[owner]
         return {"loss": loss + self.cfg.swap_negatives * term, "loss_swap": term.detach()}, (
@@ -627,7 +628,14 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] | None = None) -> 
             )
 
         callbacks.append(
-            DAPCallback(cfg.data, every=cfg.dap_every, simulations=cfg.dap_sims, alpha=cfg.dap_alpha, seed=cfg.seed)
+            DAPCallback(
+                cfg.data,
+                every=cfg.dap_every,
+                simulations=cfg.dap_sims,
+                alpha=cfg.dap_alpha,
+                seed=cfg.seed,
+                reuse=cfg.dap_reuse,
+            )
         )
     return Trainer(cfg, callbacks=callbacks)
 

@@ -71,3 +71,19 @@ def test_eval_with_own_queries(setup: tuple[Path, Path], tmp_path: Path, capsys:
     bad.write_text('{"text": "a stool", "category": "stool"}\n{"text": 3}\n')
     assert main(["eval", "--ckpt", str(tmp_path / "none"), "--data", str(data), "--queries", str(bad)]) == 2
     assert "bad.jsonl:2" in capsys.readouterr().err  # the query file is checked before the model is looked for
+
+
+def test_eval_with_class_names(setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--class-names reaches zero-shot (prompts for a synth class replaced: another score), and a bad file is
+    refused before the model is looked for."""
+    data, run = setup
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"chair": ["a lamp"], "lamp": ["a chair"]}))
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run), "--data", str(data), "--json", "--class-names", str(names)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    swapped = evaluate(load_model(run), data, class_names={"chair": ["a lamp"], "lamp": ["a chair"]})
+    assert result == swapped
+    names.write_text('{"chair": 3}')
+    assert main(["eval", "--ckpt", str(tmp_path / "none"), "--data", str(data), "--class-names", str(names)]) == 2
+    assert "'chair' must map" in capsys.readouterr().err

@@ -38,11 +38,12 @@ def format_table(result: dict) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from daer.eval.evaluate import evaluate
-    from daer.eval.queries import read_spec_queries
+    from daer.eval.queries import read_class_prompts, read_spec_queries
     from daer.models.model import load_model
     from daer.models.packaged import resolve_checkpoint
 
     spec = read_spec_queries(args.queries) if args.queries else None  # a bad file fails before the model loads
+    class_names = read_class_prompts(args.class_names) if args.class_names else None
     model = load_model(resolve_checkpoint(args.ckpt), map_location=args.device)
     result = evaluate(
         model,
@@ -54,6 +55,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rerank=args.rerank,
         progress=not args.json and sys.stderr.isatty(),
         spec=spec,
+        class_names=class_names,
     )
     print(json.dumps(result) if args.json else format_table(result))
     return 0
@@ -75,5 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="JSONL",
         help="spec queries in your own words ({text, category, attributes} per line) for spec_p1/p10",
+    )
+    p.add_argument(
+        "--class-names",
+        default=None,
+        metavar="JSON",
+        help='zero-shot class names by category id, e.g. {"pin_header": "pin header connector"} '
+        "(a list of prompts also works; ids left out keep their own words)",
     )
     p.set_defaults(func=cmd_eval)

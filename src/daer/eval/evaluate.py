@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -241,25 +241,44 @@ def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def zeroshot_prompts(names: list[str], synth: bool) -> list[list[str]]:
+def zeroshot_prompts(
+    names: list[str], synth: bool, given: Mapping[str, str | list[str]] | None = None
+) -> list[list[str]]:
     """Each class's zero-shot prompts: Align3D-Synth's class prompts, or generic ones naming the class.
 
     The one home of zero-shot prompts: the evaluation scores a class by the mean of its prompts' scores,
-    and DAP's reward does the same.
+    and DAP's reward does the same. ``given`` (``read_class_prompts``) overrides classes by id: a readable
+    name goes into the generic prompts in place of the id's words, a list of prompts is used as it is.
     """
-    if synth:
-        return [class_prompts(c) for c in names]
+    given = given or {}
     prompts = []
     for name in names:
-        words = name.replace("_", " ").strip()
-        prompts.append([p.replace("a {name}", _article(words) + " {name}").format(name=words) for p in GENERIC_PROMPTS])
+        chosen = given.get(name)
+        if isinstance(chosen, list):
+            prompts.append(list(chosen))
+        elif synth and chosen is None:
+            prompts.append(class_prompts(name))
+        else:
+            words = (chosen or name.replace("_", " ")).strip()
+            prompts.append(
+                [p.replace("a {name}", _article(words) + " {name}").format(name=words) for p in GENERIC_PROMPTS]
+            )
     return prompts
 
 
-def _zeroshot_classes(synth: bool, manifest: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Class names and each class's prompts."""
+def _zeroshot_classes(
+    synth: bool, manifest: dict[str, Any], given: Mapping[str, str | list[str]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Class names and each class's prompts; ``given`` may only name classes the data set has."""
     names = list(CATEGORIES) if synth else sorted(c for c in manifest.get("categories", {}) if c)
-    return names, zeroshot_prompts(names, synth)
+    unknown = sorted(set(given or {}) - set(names))
+    if unknown:
+        raise BadInputError(
+            f"class names given for categories the data set does not have: {', '.join(unknown[:10])}"
+            f"{' …' if len(unknown) > 10 else ''} (its categories: {', '.join(names[:20])}"
+            f"{' …' if len(names) > 20 else ''})"
+        )
+    return names, zeroshot_prompts(names, synth, given)
 
 
 def _column(scores: Tensor) -> np.ndarray:
@@ -288,6 +307,7 @@ def evaluate(
     progress: bool = False,
     grounding_shapes: int = DEFAULT_SHAPES,
     spec: Sequence[SpecQuery] | None = None,
+    class_names: Mapping[str, str | list[str]] | None = None,
 ) -> dict[str, float | int | None]:
     """Evaluate ``model`` on one split of a data set folder.
 
@@ -305,6 +325,8 @@ def evaluate(
         grounding_shapes: evaluated shapes (at most) that the grounding metric looks at (0: skip it).
         spec: spec queries to score instead of the generated ones (e.g. ``read_spec_queries``; any data set
             whose shapes carry attributes).
+        class_names: zero-shot classes by category id: a readable name or a list of prompts
+            (``read_class_prompts``), for ids such as ``pin_header`` or ``03001627``.
 
     Returns:
         ``{"t2s_r1", "t2s_r5", "t2s_r10", "s2t_r1", "s2t_r5", "s2t_r10", "zeroshot_top1", "attr_acc",
@@ -332,7 +354,7 @@ def evaluate(
             served = served_points(manifest["n_points"], n_points)
             groups = stored_spec(manifest, getattr(model, "config", None), served)
             stream = _Stream(data_dir, split, keep, meta.ids, batch_size, n_points, groups)
-            out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress, spec)
+            out = _run(model, stream, meta, manifest, rerank, n_spec, text_batch, progress, spec, class_names)
             out["grounding"] = grounding_score(
                 model, data_dir, split, max_shapes=grounding_shapes, seed=seed, ids=meta.ids, n_points=stream.n_points
             )
@@ -352,6 +374,7 @@ def _run(
     text_batch: int,
     progress: bool,
     spec_given: Sequence[SpecQuery] | None = None,
+    class_names: Mapping[str, str | list[str]] | None = None,
 ) -> dict[str, float | None]:
     n, device, fused = len(meta.ids), _device(model), not _global_mode(model)
     synth = is_synth(manifest, meta.categories)
@@ -364,7 +387,7 @@ def _run(
     text_index = {t: i for i, t in enumerate(texts)}
     owner = np.array([text_index[c] for c in meta.captions], dtype=np.int64) if retrieval else None
     captions = _TextBank(model, texts, text_batch, fused, device)
-    classes, prompts = _zeroshot_classes(synth, manifest)
+    classes, prompts = _zeroshot_classes(synth, manifest, class_names)
     label_of = {c: i for i, c in enumerate(classes)}
     labels = np.array([label_of.get(c, -1) for c in meta.categories], dtype=np.int64)
     do_zs = len(classes) >= 2 and (labels >= 0).any()

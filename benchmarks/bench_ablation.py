@@ -134,6 +134,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "swap_fine_only": ("noise_0.05, but the attribute-swap loss trains HAF's fine path only (swap_global=false): "
                        "the global score stops learning which values go together",
                        [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "swap_global=false"]),
+    "swap_fine_only_seed1": ("swap_fine_only, seed 1",
+                             [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "swap_global=false",
+                              "--set", "seed=1"]),
+    "noise_0.05_seed1": ("noise_0.05, seed 1", [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "seed=1"]),
     "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",

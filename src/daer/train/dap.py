@@ -284,13 +284,22 @@ def search_policy(
     n = len(base.tau)
     sizes = [len(FACTORS)] * (2 * n + 1)
     identity = identity_assignment(n)
+    current = identity  # the assignment whose policy the model holds
     if memory is not None:
         if method != "mcts":
             raise ValueError(f"statistics are carried over by the mcts method only, not {method!r}")
-        return _remembered_calibration(cache, base, simulations, alpha, seed, memory, start)
-    if method == "gradient":
+        if memory.anchor is not base or memory.current is None:
+            raise ValueError("search_policy(memory=...) needs base=memory.base(policy held by the model)")
+        current = memory.current
+        tree = UCTSearch(sizes, reward, seed=seed)
+        if memory.tree is not None:
+            tree.load_state_dict(memory.tree)
+            tree.carry_over(reward, memory.decay)
+        result = tree.run(simulations)
+        memory.tree = tree.state_dict()
+    elif method == "gradient":
         return _gradient_calibration(cache, base, simulations, alpha, start)
-    if method == "mcts":
+    elif method == "mcts":
         result = mcts_search(sizes, reward, simulations, seed=seed)
     elif method == "random":
         result = random_search(sizes, reward, simulations, seed=seed)
@@ -298,49 +307,19 @@ def search_policy(
         result = coordinate_ascent(sizes, reward, simulations, start=identity)
     else:
         raise ValueError(f"unknown search method {method!r}; choose from {', '.join(METHODS)}")
-    before = reward(identity)
+    before = reward(current)
     applied = result.best_reward > before
-    chosen = decode(base, result.best) if applied else base
+    chosen = result.best if applied else current
+    if memory is not None:
+        memory.current = chosen
     calibration = Calibration(
         method=method,
         simulations=result.simulations,
         evaluations=result.evaluations,
         reward_before=before,
         best_reward=max(result.best_reward, before),
-        policy_before=base,
-        policy=chosen,
-        applied=applied,
-        seconds=time.perf_counter() - start,
-    )
-    return calibration, result
-
-
-def _remembered_calibration(
-    cache: ScoreCache, anchor: Policy, simulations: int, alpha: float, seed: int, memory: SearchMemory, start: float
-) -> tuple[Calibration, SearchResult]:
-    """``search_policy`` with a carried-over tree (see :class:`SearchMemory`)."""
-    if memory.anchor is not anchor or memory.current is None:
-        raise ValueError("search_policy(memory=...) needs base=memory.base(policy held by the model)")
-    reward = make_reward(cache, anchor, alpha)
-    tree = UCTSearch([len(FACTORS)] * (2 * len(anchor.tau) + 1), reward, seed=seed)
-    if memory.tree is not None:
-        tree.load_state_dict(memory.tree)
-        tree.carry_over(reward, memory.decay)
-    result = tree.run(simulations)
-    before = reward(memory.current)
-    policy_before = decode(anchor, memory.current)
-    applied = result.best_reward > before
-    if applied:
-        memory.current = result.best
-    memory.tree = tree.state_dict()
-    calibration = Calibration(
-        method="mcts",
-        simulations=result.simulations,
-        evaluations=result.evaluations,
-        reward_before=before,
-        best_reward=max(result.best_reward, before),
-        policy_before=policy_before,
-        policy=decode(anchor, memory.current),
+        policy_before=decode(base, current),
+        policy=decode(base, chosen),
         applied=applied,
         seconds=time.perf_counter() - start,
     )

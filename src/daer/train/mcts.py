@@ -95,7 +95,7 @@ class UCTSearch:
             stack.extend(node.children.values())
 
     def state_dict(self) -> dict[str, Any]:
-        """The tree and the random source, JSON-ready (memoised rewards are not kept: see ``carry_over``)."""
+        """The search as JSON-ready data: the tree, memoised rewards, replay list, bounds and random source."""
 
         def dump(node: _Node) -> dict[str, Any]:
             return {

@@ -124,11 +124,9 @@ class TrainConfig:
             raise BadInputError(f"text_lr_scale must be in (0, 1], got {self.text_lr_scale}")
         if not 0.0 <= self.text_noise < float("inf"):
             raise BadInputError(f"text_noise must be a finite value >= 0, got {self.text_noise}")
-        for name in ("part_drop", "part_swap"):
+        for name in ("part_drop", "part_swap", "dap_reuse"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise BadInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.dap_reuse <= 1.0:
-            raise BadInputError(f"dap_reuse must be in [0, 1] (0: a fresh tree per calibration), got {self.dap_reuse}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise BadInputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 

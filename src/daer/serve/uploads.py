@@ -32,8 +32,8 @@ log = logging.getLogger("daer.serve")
 # brought the search p50 there from 106 to 68 ms; p99 stays about 3.1-3.6x. Readers under SCHED_IDLE (they run
 # only on a core nothing else wants) left it where it was (p99 314-316 ms against 314, two runs). Nor is it the
 # server process's handling of the 20 MB bodies: a py-spy profile of the server during bench_service --hostile
-# put multipart parsing and body reads at about 1% of its samples. The bench's own upload clients, which build
-# and send the bodies on the same two cores, are what is left to rule out.
+# (a one-off look, not a benchmark) showed multipart parsing and body reads as a small share of its samples.
+# The bench's own upload clients, which build and send the bodies on the same two cores, are left to rule out.
 READER_NICENESS = 10
 # A classify request samples a couple of thousand points: a million triangles is far more than enough.
 SERVICE_LIMITS = MeshLimits(max_vertices=2_000_000, max_triangles=1_000_000, max_face_corners=256)

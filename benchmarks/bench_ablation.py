@@ -29,9 +29,10 @@ LOCAL_GEOMETRY = '{"local_position":false}'
 TEXT_FT1 = '{"text_finetune_layers":1}'
 
 OFF = ["--set", "ground_weight=0"]  # rows measured before the grounding loss existed
-# Every row runs without part drop (and part drop of any part) and without text-feature noise, unless its own
-# arguments say otherwise: the settings the rows were first measured with.
-BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false", "--set", "text_noise=0"]
+# Every row runs without part drop (and part drop of any part), without text-feature noise and without the weight
+# average, unless its own arguments say otherwise: the settings the rows were first measured with.
+BEFORE_DROP = ["--set", "part_drop=0", "--set", "part_drop_optional=false", "--set", "text_noise=0", "--set",
+               "weight_average=0"]  # fmt: skip
 HAF = ["--modes", "haf", "--set", "ground_swaps=false"]  # haf, the grounding loss on the true captions only
 # any part on half of the shapes; a view without a part its category needs is contrasted within its category
 OPTIONAL = ["--set", "part_drop=0.5", "--set", "part_drop_optional=true"]  # the default part drop
@@ -138,6 +139,24 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                              [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "swap_global=false",
                               "--set", "seed=1"]),
     "noise_0.05_seed1": ("noise_0.05, seed 1", [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "seed=1"]),
+    "fine_hard_8": ("noise_0.05 + the fine InfoNCE contrasts each caption with its 8 globally closest shapes in the "
+                    "batch (and each shape with its 8 closest captions), the shortlist HAF re-ranks, instead of "
+                    "the whole batch",
+                    [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "fine_negatives=8"]),
+    "fine_hard_8_seed1": ("fine_hard_8, seed 1",
+                          [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "fine_negatives=8", "--set",
+                           "seed=1"]),
+    "average_0.995": ("noise_0.05, the run ending with an exponential moving average of its weights (decay 0.995)",
+                      [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "weight_average=0.995"]),
+    "average_0.995_seed1": ("average_0.995, seed 1",
+                            [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "weight_average=0.995", "--set",
+                             "seed=1"]),
+    "average_fine_hard_8": ("average_0.995 and fine_hard_8 together",
+                            [*HAF, *OPTIONAL, "--set", "text_noise=0.05", "--set", "weight_average=0.995", "--set",
+                             "fine_negatives=8"]),
+    "global_average_0.995": ("global_noise_0.05, the run ending with its weight average (decay 0.995)",
+                             ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05", "--set",
+                              "weight_average=0.995"]),
     "global_noise_0.05": ("global + optional part drop + text noise 0.05 (the default's global counterpart)",
                           ["--modes", "global", *OPTIONAL, "--set", "text_noise=0.05"]),
     "global_free": ("global baseline, every one-attribute swap as a negative",

@@ -97,6 +97,17 @@ def test_paired_and_attention_agree_with_pairwise(readout: str) -> None:
     assert haf.level_scores(text, make_shapes(3).select(slice(0, 0))).shape == (3, 0, L)
 
 
+@pytest.mark.parametrize("readout", ["cosine", "value"])
+def test_index_pairs_match_the_pairwise_matrix(readout: str) -> None:
+    haf = make_haf(readout=readout)
+    text, shapes = make_text(3, [2, 4, 3]), make_shapes(4)
+    ti, si = torch.tensor([0, 2, 2, 1, 0]), torch.tensor([3, 0, 1, 1, 3])
+    with torch.no_grad():
+        full = haf.level_scores(text, shapes)  # (3, 4, L)
+        got = haf.paired_level_scores(text, shapes, pairs=(ti, si))
+    torch.testing.assert_close(got, full[ti, si])
+
+
 def test_padding_is_ignored() -> None:
     haf = make_haf()
     text, shapes = make_text(2, [2, 4]), make_shapes(2)

@@ -99,6 +99,51 @@ def test_excluded_pairs_leave_the_contrast_on_both_sides():
         ContrastiveLoss()(text, shapes, scale, exclude=torch.eye(6, dtype=torch.bool))
 
 
+def two_level_pairs(text: Feats, shapes: Feats, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """two_level of M index pairs, (M, 2), one pair at a time."""
+    rows = [two_level(text, shapes)[int(i), int(j)] for i, j in zip(*pairs, strict=True)]
+    return torch.stack(rows)
+
+
+def naive_hard_info_nce(scores: torch.Tensor, cos: torch.Tensor, k: int, scale: float) -> torch.Tensor:
+    """Symmetric InfoNCE of each row over its positive and its k globally closest other columns, by a loop."""
+    b = scores.shape[0]
+    total = 0.0
+    for side_scores, side_cos in ((scores, cos), (scores.T, cos.T)):
+        for i in range(b):
+            others = sorted((j for j in range(b) if j != i), key=lambda j: -float(side_cos[i, j]))[:k]
+            row = [scale * float(side_scores[i, j]) for j in [i, *others]]
+            total += -row[0] + math.log(sum(math.exp(v) for v in row))
+    return torch.tensor(total / (2 * b))
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_hard_fine_negatives_match_loop_reference(k: int):
+    text, shapes = make(6, seed=5)
+    scale = torch.tensor(8.0)
+    loss = ContrastiveLoss(pair_score=two_level, fine_negatives=k, paired_score=two_level_pairs)
+    out = loss(text, shapes, scale)
+    cos = torch.nn.functional.normalize(text.global_, dim=-1) @ torch.nn.functional.normalize(shapes.global_, dim=-1).T
+    levels = two_level(text, shapes)
+    ref = (naive_hard_info_nce(levels[..., 0], cos, k, 8.0) + naive_hard_info_nce(levels[..., 1], cos, k, 8.0)) / 2
+    assert torch.allclose(out["loss_fine"], ref, atol=1e-4)
+    full = ContrastiveLoss(pair_score=two_level)(text, shapes, scale)["loss_fine"]
+    assert (k >= 5) == bool(torch.allclose(out["loss_fine"], full, atol=1e-5))  # k >= B - 1: the whole batch
+
+
+def test_hard_fine_negatives_skip_excluded_pairs_and_need_paired_scores():
+    text, shapes = make(4, seed=6)
+    exclude = torch.zeros(4, 4, dtype=torch.bool)
+    exclude[0, 1:] = exclude[1:, 0] = True  # row 0 has no negative left: its slots are masked, not scored
+    loss = ContrastiveLoss(pair_score=two_level, fine_negatives=2, paired_score=two_level_pairs)
+    out = loss(text, shapes, torch.tensor(5.0), exclude=exclude)
+    full = ContrastiveLoss(pair_score=two_level)(text, shapes, torch.tensor(5.0), exclude=exclude)
+    assert torch.isfinite(out["loss_fine"])
+    assert torch.allclose(out["loss_fine"], full["loss_fine"], atol=1e-5)  # 3 other rows, 2 free: all of them
+    with pytest.raises(ValueError, match="paired_score"):
+        ContrastiveLoss(pair_score=two_level, fine_negatives=2)
+
+
 def test_per_level_scores_average_one_info_nce_per_level():
     text, shapes = make(6, seed=4)
     out = ContrastiveLoss(pair_score=two_level)(text, shapes, torch.tensor(5.0))

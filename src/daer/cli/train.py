@@ -23,6 +23,8 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--warmup-steps", "warmup_steps", int, "linear warm-up steps (default 100, at most steps/5)"),
     ("--grad-clip", "grad_clip", float, "max gradient norm, 0 = off (default 1.0)"),
     ("--fine-weight", "fine_weight", float, "weight of the fine HAF loss (default 1.0)"),
+    ("--fine-negatives", "fine_negatives", int, "fine loss over each row's k hardest in-batch pairs (default 0: all)"),
+    ("--weight-average", "weight_average", float, "the run ends with its weights' moving average, this decay (0.995)"),
     ("--swap-negatives", "swap_negatives", float, "weight of the attribute-swap caption loss (default 1.0)"),
     ("--swap-scope", "swap_scope", str, "which attribute swaps are negatives: train (default), stated or free"),
     ("--ground-weight", "ground_weight", float, "weight of the grounding loss on part-labelled shapes"),

@@ -187,16 +187,34 @@ class HierarchicalAttentionFusion(nn.Module):
             per_level.append(torch.cat(rows, dim=0))  # (Bt, Bs)
         return torch.stack(per_level, dim=-1)  # (Bt, Bs, L)
 
-    def paired_level_scores(self, text: TextFeatures, shapes: PointFeatures, tau: Tensor | None = None) -> Tensor:
-        """Level scores of aligned pairs (text b with shape b), (B, L)."""
-        if len(text) != len(shapes):
+    def paired_level_scores(
+        self,
+        text: TextFeatures,
+        shapes: PointFeatures,
+        tau: Tensor | None = None,
+        pairs: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Level scores of aligned pairs (text b with shape b), (B, L).
+
+        Args:
+            pairs: (text rows, shape rows), two (M,) index tensors: score those M pairs instead, (M, L).
+                Tokens are projected once per text and per shape, then gathered (cheaper than
+                ``select``-ing M copies of the features first).
+        """
+        if pairs is None and len(text) != len(shapes):
             raise BadInputError(f"paired scores need as many texts as shapes ({len(text)} vs {len(shapes)})")
-        w = self.token_weights(text)  # (B, T)
+        w = self.token_weights(text)  # (Bt, T)
+        if pairs is not None:
+            ti, si = pairs
+            w = w.index_select(0, ti)  # (M, T)
         taus = self._tau(tau)
         out = []
         for lvl in range(self.n_levels):
-            q, u, gate = self._text_side(lvl, text.tokens)  # (B, T, d), (B, T, d), (B, T) or None
-            k, v = self._point_side(lvl, shapes.levels[lvl])  # (B, N, d)
+            q, u, gate = self._text_side(lvl, text.tokens)  # (Bt, T, d), (Bt, T, d), (Bt, T) or None
+            k, v = self._point_side(lvl, shapes.levels[lvl])  # (Bs, N, d)
+            if pairs is not None:
+                q, u, k, v = q.index_select(0, ti), u.index_select(0, ti), k.index_select(0, si), v.index_select(0, si)
+                gate = gate.index_select(0, ti) if gate is not None else None
             logits = self._logits(q, k, taus[lvl])  # (B, T, N)
             att = torch.bmm(logits.softmax(-1), v)  # (B, T, d)
             out.append((self._token_scores(u, att, logits, gate) * w).sum(-1))  # (B,)

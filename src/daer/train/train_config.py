@@ -24,7 +24,7 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 OFF_WHEN_ABSENT: dict[str, Any] = {
     "part_drop": 0.0, "part_drop_absent": False, "part_drop_optional": False, "part_drop_within": False,
     "text_noise": 0.0, "part_swap": 0.0, "part_drop_generic": False, "text_lr_scale": 1.0,
-    "stretch": 0.0,
+    "stretch": 0.0, "weight_average": 0.0,
 }  # fmt: skip
 
 
@@ -45,8 +45,10 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up steps (capped at steps // 5)
     min_lr_ratio: float = 0.1  # the cosine decays to this fraction of lr
     grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
+    weight_average: float = 0.995  # > 0: the run ends with a moving average of its weights (this decay); 0: off
     fine_weight: float = 1.0  # weight of the fine HAF InfoNCE term (haf mode)
     fine_loss: str = "levels"  # "levels": one InfoNCE per HAF level, averaged; "fused": on Σ_l w_l·S_l
+    fine_negatives: int = 0  # 0: fine InfoNCE over the whole batch; k: over the k hardest by global score
     swap_negatives: float = 1.0  # weight of the attribute-swap caption loss (Align3D-Synth only; 0: off)
     swap_k: int = 4  # swapped captions per training caption in that loss (a (1 + k)-way choice)
     swap_scope: str = "train"  # which swaps: "train" (full combination trained), "stated", "free" (any value)
@@ -99,7 +101,7 @@ class TrainConfig:
                      "swap_k"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise BadInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "workers", "batch_categories"):
+        for name in ("warmup_steps", "workers", "batch_categories", "fine_negatives"):
             if int(getattr(self, name)) < 0:
                 raise BadInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.swap_global and self.mode != "haf":
@@ -118,6 +120,8 @@ class TrainConfig:
             raise BadInputError(
                 "weight_decay, grad_clip, fine_weight, swap_negatives and the ground/part weights must be >= 0"
             )
+        if not 0.0 <= self.weight_average < 1.0:
+            raise BadInputError(f"weight_average (a decay) must be in [0, 1), got {self.weight_average}")
         if not 0.0 <= self.stretch <= 0.5:
             raise BadInputError(f"stretch must be in [0, 0.5], got {self.stretch}")
         if not 0.0 < self.text_lr_scale <= 1.0:

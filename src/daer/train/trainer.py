@@ -49,6 +49,7 @@ from daer.train.loss import ContrastiveLoss
 from daer.train.run_folder import LOG_FILE, JsonlLog, manifest_hash, record_resume, write_run_info
 from daer.train.schedule import lr_at, set_lr
 from daer.train.train_config import TRAIN_CONFIG, TrainConfig
+from daer.train.weight_average import WeightAverage
 from daer.utils.atomic import write_json
 
 
@@ -125,11 +126,8 @@ class Trainer:
             betas=(0.9, 0.98),
             eps=1e-6,
         )
-        pair_score = None
-        if cfg.mode == "haf":
-            haf = self.model.haf
-            pair_score = haf.level_scores if cfg.fine_loss == "levels" else self.model.fine_scores
-        self.loss_fn = ContrastiveLoss(pair_score=pair_score, fine_weight=cfg.fine_weight)
+        self.loss_fn = self._loss()
+        self.average = WeightAverage(self.model, cfg.weight_average) if cfg.weight_average > 0 else None
         self.log = JsonlLog(self.run_dir / LOG_FILE, enabled=self.dist.is_main)
 
         if resume_from is not None:
@@ -176,6 +174,17 @@ class Trainer:
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
+
+    def _loss(self) -> ContrastiveLoss:
+        """The contrastive loss of the run's mode: fine terms on HAF's level scores or on their fused sum."""
+        cfg, haf = self.cfg, self.model.haf
+        if cfg.mode != "haf" or haf is None:
+            return ContrastiveLoss()
+        if cfg.fine_loss == "levels":
+            return ContrastiveLoss(haf.level_scores, cfg.fine_weight, cfg.fine_negatives,
+                                   lambda t, s, pairs: haf.paired_level_scores(t, s, pairs=pairs))  # fmt: skip
+        return ContrastiveLoss(self.model.fine_scores, cfg.fine_weight, cfg.fine_negatives,
+                               lambda t, s, pairs: haf.fine(haf.paired_level_scores(t, s, pairs=pairs)))  # fmt: skip
 
     def _part_losses(self) -> bool:
         """Whether a loss reads part labels (grounding, part read-out, part swap)."""
@@ -277,6 +286,8 @@ class Trainer:
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.step)
         return {k: float(v.detach()) for k, v in out.items()} | {"grad_norm": float(grad_norm)}
 
     def _exclude(self, batch: Batch) -> torch.Tensor | None:
@@ -448,6 +459,8 @@ class Trainer:
     def _write(self, folder: Path, per_rank: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
         self.model.save(folder, extra={"step": self.step})
         tensors, opt_meta = ckpt.optimizer_state(self.optimizer)
+        if self.average is not None:
+            tensors.update(self.average.state_tensors())
         rng_meta = {}
         for rank, (t, meta) in enumerate(per_rank):
             tensors.update({f"rank{rank}.{k}": v for k, v in t.items()})
@@ -483,6 +496,11 @@ class Trainer:
         del loaded
         tensors, meta = ckpt.read_trainer_state(folder)
         ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
+        if self.average is not None:
+            try:
+                self.average.load_state_tensors(tensors, str(folder))
+            except ValueError as e:
+                raise IntegrityError(str(e)) from e
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         ws = meta.get("warmup_seconds")
@@ -593,6 +611,8 @@ class Trainer:
                     last_ckpt = self.save()
         finally:
             bar.close()
+        if self.average is not None:
+            self.average.copy_to_model()  # the run ends with the averaged weights (checkpoints keep both)
         if self.dist.is_main:
             self.model.save(self.run_dir, extra={"step": self.step})  # the final model: load_model(RUN)
         barrier()

@@ -497,10 +497,7 @@ class Trainer:
         tensors, meta = ckpt.read_trainer_state(folder)
         ckpt.load_optimizer_state(self.optimizer, tensors, meta["optimizer"])
         if self.average is not None:
-            try:
-                self.average.load_state_tensors(tensors, str(folder))
-            except ValueError as e:
-                raise IntegrityError(str(e)) from e
+            self.average.load_state_tensors(tensors, str(folder))
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         ws = meta.get("warmup_seconds")

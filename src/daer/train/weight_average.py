@@ -3,13 +3,17 @@
 The average follows the live weights with decay ``min(decay, (1 + t) / (10 + t))`` at step t (the
 warm-up of TensorFlow's ExponentialMovingAverage, so early steps are not frozen at the initial
 weights). The optimizer keeps training the live weights; checkpoints carry both, so a resumed run
-continues the same average; the final model of a run is the average.
+continues the same average; the final model of a run is the average. Not torch's ``AveragedModel``:
+it deep-copies the whole module (the frozen MiniLM included) and keeps its state in a second model,
+where this keeps only the trainable tensors, in the checkpoint's trainer state.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from daer.errors import IntegrityError
 
 PREFIX = "weight_average."
 
@@ -47,12 +51,14 @@ class WeightAverage:
         return {PREFIX + name: t.detach().cpu().contiguous() for name, t in self.shadow.items()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor], where: str) -> None:
-        """Restore the average from a checkpoint's trainer-state tensors; ``where`` names the checkpoint."""
+        """Restore the average from a checkpoint's trainer-state tensors (IntegrityError where it is missing or
+        does not fit); ``where`` names the checkpoint."""
         missing = sorted(name for name in self.shadow if PREFIX + name not in tensors)
         if missing:
-            raise ValueError(f"{where} holds no weight average for {', '.join(missing[:3])} (trained without one?)")
+            raise IntegrityError(f"{where} holds no weight average for {', '.join(missing[:3])} (trained without one?)")
         for name, t in self.shadow.items():
             saved = tensors[PREFIX + name]
             if saved.shape != t.shape:
-                raise ValueError(f"{where}: weight average {name} has shape {tuple(saved.shape)}, not {tuple(t.shape)}")
+                shapes = f"{tuple(saved.shape)}, not {tuple(t.shape)}"
+                raise IntegrityError(f"{where}: weight average {name} has shape {shapes}")
             t.copy_(saved)

@@ -1,7 +1,7 @@
 """The real training step, profiled: ``Trainer.train_step`` on batches of a data set, per mode and per checkout.
 
 Run: ``python -m benchmarks.bench_train_step --data DIR [--src NAME=SRC ...] [--modes haf global]
-[--steps 12] [--threads 2] [--no-write]``.
+[--steps 12] [--threads 2] [--rounds 3] [--no-write]``.
 
 Unlike bench_model_step (random clouds, the contrastive terms only), this step is what ``daer train``
 runs with the default settings: attribute-swap negatives, the grounding loss, part drop, text noise.
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--modes", nargs="+", default=["haf", "global"])
     ap.add_argument("--steps", type=int, default=12, help="timed steps (default 12)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="processes per checkout and mode (default 3)")
     ap.add_argument("--worker", nargs=2, metavar=("DATA", "MODE"), help=argparse.SUPPRESS)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -84,18 +85,22 @@ def main(argv: list[str] | None = None) -> None:
     if not args.data:
         ap.error("--data is required")
     sources = [s.split("=", 1) for s in args.src] or [["this checkout", str(ROOT / "src")]]
-    rows = []
-    for name, src in sources:
-        for mode in args.modes:
+    runs: dict[tuple[str, str], list[dict]] = {}
+    order = [(name, src, mode) for name, src in sources for mode in args.modes]
+    for r in range(args.rounds):  # every other round in reverse: a machine that drifts favours no one
+        for name, src, mode in order if r % 2 == 0 else order[::-1]:
             env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
             cmd = [sys.executable, "-m", "benchmarks.bench_train_step", "--worker", args.data, mode,
                    "--steps", str(args.steps), "--threads", str(args.threads)]  # fmt: skip
             done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"{name} {mode}: the measuring process failed:\n{done.stderr[-2000:]}")
-            out = done.stdout
-            rows.append({"name": name, "mode": mode, **json.loads(out.strip().splitlines()[-1])})
-            print(json.dumps(rows[-1]), flush=True)
+            runs.setdefault((name, mode), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps({"name": name, "mode": mode, "round": r, **runs[(name, mode)][-1]}), flush=True)
+    rows = []
+    for (name, mode), measured in runs.items():  # the round with the median step (its own load and ops)
+        mid = sorted(measured, key=lambda m: m["step_s"])[(len(measured) - 1) // 2]
+        rows.append({"name": name, "mode": mode, **mid, "rounds": [m["step_s"] for m in measured]})
     by = {(r["name"], r["mode"]): r for r in rows}
     lines = [
         "## Training step, profiled (`small`, default training settings)",
@@ -104,19 +109,22 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {machine_line()}; {args.threads} thread(s).  ",
         f"One `Trainer.train_step` (forward, backward, AdamW) on a batch of the data set with the default settings "
         f"(swap negatives, grounding loss, part drop, text noise); median of {args.steps} steps after 3 warm-up "
-        "steps, each checkout and mode in its own process. Load = drawing one batch (augmentation, part drop, "
+        f"steps, each checkout and mode in its own process, {args.rounds} processes each in rounds (every other "
+        "round in reverse order), the process with the median step reported (per-round steps in the last column). "
+        "Load = drawing one batch (augmentation, part drop, "
         "groups of dropped views).",
         "",
-        "| checkout | mode | step s | shapes/s | load s/batch | haf / global step | top ops by self CPU |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| checkout | mode | step s | shapes/s | load s/batch | haf / global step | top ops by self CPU | rounds (s) |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         ratio = ""
         if r["mode"] == "haf" and (r["name"], "global") in by:
             ratio = f"{r['step_s'] / by[(r['name'], 'global')]['step_s']:.2f}"
         ops = ", ".join(f"{k} {share:.0%}" for k, share in r["ops"])
+        rounds = " / ".join(f"{v:.3f}" for v in r["rounds"])
         lines.append(f"| {r['name']} | {r['mode']} | {r['step_s']:.3f} | {r['batch'] / r['step_s']:.0f} | "
-                     f"{r['load_s']:.3f} | {ratio} | {ops} |")  # fmt: skip
+                     f"{r['load_s']:.3f} | {ratio} | {ops} | {rounds} |")  # fmt: skip
     if len(sources) > 1:
         base = sources[0][0]
         lines.append("")

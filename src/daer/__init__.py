@@ -7,6 +7,11 @@ from typing import Any
 
 # Sleeping, not spinning, OpenMP threads: set before torch starts its pool (see daer.utils.threads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Transparent huge pages for torch's CPU tensors of 2 MB and more (torch's own switch, read at its first
+# large allocation, so it holds wherever daer is imported before one is made). A training step allocates
+# and frees tensors of up to 67 MB (the patch network's activations at batch 64); glibc unmaps each on
+# free, so every step faults them in again a page at a time: 16,384 pages of 4 KB per 64 MB, or 32 of 2 MB.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.data:
         ap.error("--data is required")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     sources = [s.split("=", 1) for s in args.src] or [["this checkout", str(ROOT / "src")]]
     runs: dict[tuple[str, str], list[dict]] = {}
     order = [(name, src, mode) for name, src in sources for mode in args.modes]
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         f"One `Trainer.train_step` (forward, backward, AdamW) on a batch of the data set with the default settings "
         f"(swap negatives, grounding loss, part drop, text noise); median of {args.steps} steps after 3 warm-up "
         f"steps, each checkout and mode in its own process, {args.rounds} processes each in rounds (every other "
-        "round in reverse order), the process with the median step reported (per-round steps in the last column). "
+        "round in reverse order), the process with the median step reported (the lower middle one for an even count; "
+        "per-round steps in the last column). "
         "Load = drawing one batch (augmentation, part drop, "
         "groups of dropped views).",
         "",
